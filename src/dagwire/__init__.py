@@ -1,0 +1,42 @@
+"""dagwire: typed, in-process dataflow DAGs for asyncio.
+
+Wire async (or sync) functions together by passing the handles of upstream nodes as arguments;
+each node starts the moment its own inputs are ready; results come back through typed handles;
+resources acquired along the way are always released, in the right order, whatever fails.
+"""
+
+from .errors import (
+    CircuitOpenError,
+    DagDefinitionError,
+    DagError,
+    NodeCancelledError,
+    NodeNotCompletedError,
+    RetryableError,
+)
+from .graph import Dag, build_dag
+from .node import Node
+from .policies import BreakerState, CircuitBreaker, Limiter, Retry
+from .results import ExecutionResult, NodeFailure, NodeTiming
+from .status import NodeStatus
+
+__all__ = [
+    "BreakerState",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "Dag",
+    "DagDefinitionError",
+    "DagError",
+    "ExecutionResult",
+    "Limiter",
+    "Node",
+    "NodeCancelledError",
+    "NodeFailure",
+    "NodeNotCompletedError",
+    "NodeStatus",
+    "NodeTiming",
+    "Retry",
+    "RetryableError",
+    "build_dag",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,91 @@
+"""Frozen definitions: what the user declared, before compilation into a plan."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Literal
+
+from .policies import CircuitBreaker, Limiter, Retry
+
+__all__ = ["NO_FALLBACK", "Const", "Hook", "NodeKind", "NodeOptions", "NodeSpec"]
+
+Hook = Callable[..., object]  # sync or async; takes the invoke parameter, or nothing
+
+
+class _NoFallback(enum.Enum):
+    NO_FALLBACK = enum.auto()
+
+
+NO_FALLBACK = _NoFallback.NO_FALLBACK
+
+
+class NodeKind(enum.Enum):
+    PARAMS = "params"
+    IMMEDIATE = "immediate"
+    CALL = "call"
+    RESOURCE = "resource"
+    JOIN = "join"
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    """A constant ("immediate") positional input given as a plain value."""
+
+    value: object
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOptions:
+    """Everything optional about a node. `None` on a spec means "all defaults": the fast path."""
+
+    timeout: float | None = None
+    retry: Retry | None = None
+    fallback: object = NO_FALLBACK
+    breaker: CircuitBreaker | None = None
+    limiter: Limiter | None = None
+    executor: Executor | Literal["thread"] | None = None
+    pre: Hook | None = None
+    post: Hook | None = None
+    pre_takes_param: bool = False
+    post_takes_param: bool = False
+    release: Literal["end", "early"] = "end"
+    cleanup_timeout: float | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self == _DEFAULT_OPTIONS
+
+
+_DEFAULT_OPTIONS = NodeOptions()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """One node as declared. Inputs refer to earlier nodes by index, so no cycle can exist."""
+
+    index: int
+    name: str
+    kind: NodeKind
+    fn: Callable[..., object] | None
+    args: tuple[int | Const, ...]  # node indices or constants, in call order
+    inject: bool  # the invoke parameter is appended as the last argument
+    after: tuple[int, ...]
+    options: NodeOptions | None
+    is_async: bool
+    tags: tuple[str, ...] = ()
+
+    @property
+    def deps(self) -> tuple[int, ...]:
+        """Distinct upstream nodes (inputs, `after=`, and the params node when injected)."""
+        seen: dict[int, None] = {}
+        for a in self.args:
+            if isinstance(a, int):
+                seen[a] = None
+        if self.inject:
+            seen[0] = None
+        for a in self.after:
+            seen[a] = None
+        return tuple(seen)

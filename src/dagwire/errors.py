@@ -1,0 +1,86 @@
+"""The exceptions dagwire raises, in one place so users can import them from the package root."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from typing_extensions import Self
+
+if TYPE_CHECKING:
+    from .status import NodeStatus
+
+__all__ = [
+    "CircuitOpenError",
+    "DagDefinitionError",
+    "DagError",
+    "NodeCancelledError",
+    "NodeNotCompletedError",
+    "RetryableError",
+]
+
+
+class DagDefinitionError(Exception):
+    """A graph was built or used wrongly: the message says what was wrong and what to do."""
+
+
+class RetryableError(Exception):
+    """Base class for errors that the default `Retry` policy retries."""
+
+
+class CircuitOpenError(Exception):
+    """A call was refused because its circuit breaker is open."""
+
+
+class NodeCancelledError(Exception):
+    """A node body raised `CancelledError` although nobody cancelled the run.
+
+    `ExceptionGroup` cannot hold a `CancelledError`, so the original is kept as `__cause__`.
+    """
+
+
+class DagError(ExceptionGroup[Exception]):
+    """Every node failure and cleanup failure of one run.
+
+    Each exception carries a note naming its node and phase, so `except* ValueError` and
+    tracebacks both work. `failures` maps node names to the first exception of that node.
+    """
+
+    _failures: Mapping[str, Exception]
+
+    def __new__(
+        cls,
+        message: str,
+        exceptions: Sequence[Exception],
+        failures: Mapping[str, Exception] | None = None,
+    ) -> Self:
+        self = super().__new__(cls, message, exceptions)
+        self._failures = MappingProxyType(dict(failures or {}))
+        return self
+
+    @property
+    def failures(self) -> Mapping[str, Exception]:
+        return self._failures
+
+    def derive(self, excs: Sequence[Exception]) -> DagError:  # type: ignore[override]  # narrower
+        # Called by split()/subgroup() (and so by `except*`): keep the type and the
+        # failures that are still present in the subgroup.
+        kept = {name: exc for name, exc in self._failures.items() if exc in excs}
+        return DagError(self.message, excs, kept)
+
+
+class NodeNotCompletedError(Exception):
+    """A result was asked of a node that did not succeed in that run."""
+
+    def __init__(self, node_name: str, status: NodeStatus) -> None:
+        super().__init__(
+            f"node {node_name!r} has no result: its status is {status.name}"
+            + (
+                " (its exception is the __cause__ of this error)"
+                if status.name in ("FAILED", "CANCELLED")
+                else ""
+            )
+        )
+        self.node_name = node_name
+        self.status = status

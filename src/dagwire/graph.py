@@ -1,0 +1,366 @@
+"""Building a graph: `build_dag`, `Dag` and the build-time checks.
+
+Data flows one way: `Dag` collects frozen `NodeSpec`s; `freeze()` compiles them into an immutable
+`Plan`; each `invoke` runs the plan with per-run state only (see `scheduler`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor
+from typing import Any, Generic, Literal, TypeVar, overload
+
+from ._callables import callable_name, injects_param, is_async_callable, takes_argument
+from ._overloads import TypedAdders
+from .definition import NO_FALLBACK, Const, NodeKind, NodeOptions, NodeSpec
+from .errors import DagDefinitionError
+from .node import Node
+from .plan import Plan, compile_plan
+from .policies import CircuitBreaker, Limiter, Retry
+from .results import ExecutionResult
+from .scheduler import run_plan
+
+__all__ = ["Dag", "build_dag"]
+
+P = TypeVar("P")
+T = TypeVar("T")
+
+OnError = Literal["raise", "continue"]
+
+
+def _join_body() -> None:
+    return None
+
+
+class Dag(TypedAdders[P], Generic[P]):
+    """A graph of nodes. Build it, `freeze()` it (or let `build_dag` do it), then invoke it."""
+
+    def __init__(self, *, name: str | None = None) -> None:
+        self._name = name or "dag"
+        self._specs: list[NodeSpec] = []
+        self._handles: list[Node[Any]] = []
+        self._by_name: dict[str, int] = {}
+        self._plan: Plan | None = None
+        self._params: Node[P] = self._append(
+            "params", NodeKind.PARAMS, None, (), inject=False, after=(), options=None
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def params(self) -> Node[P]:
+        """The invoke parameter as a node: `result[dag.params]` is the parameter."""
+        return self._params
+
+    @property
+    def nodes(self) -> tuple[Node[Any], ...]:
+        return tuple(self._handles)
+
+    def node(self, name: str) -> Node[Any]:
+        """The node called `name`; `KeyError` if there is none."""
+        return self._handles[self._by_name[name]]
+
+    @property
+    def frozen(self) -> bool:
+        return self._plan is not None
+
+    def __repr__(self) -> str:
+        return f"<Dag {self._name!r}: {len(self._specs)} nodes{', frozen' if self.frozen else ''}>"
+
+    def _inputs_of(self, index: int) -> tuple[object, ...]:
+        return tuple(
+            a.value if isinstance(a, Const) else self._handles[a] for a in self._specs[index].args
+        )
+
+    def _after_of(self, index: int) -> tuple[Node[object], ...]:
+        return tuple(self._handles[a] for a in self._specs[index].after)
+
+    def _spec(self, node: Node[Any], what: str) -> NodeSpec:
+        if not isinstance(node, Node):
+            raise DagDefinitionError(f"{what} must be a Node of this graph, got {node!r}")
+        if node.dag is not self:
+            raise DagDefinitionError(
+                f"{what}: node {node.name!r} belongs to {node.dag!r}, not to {self!r}. "
+                "Use handles returned by this graph's add_* methods."
+            )
+        return self._specs[node._index]
+
+    # -- building ---------------------------------------------------------------------------
+
+    def _check_open(self, action: str) -> None:
+        if self._plan is not None:
+            raise DagDefinitionError(
+                f"cannot {action}: {self!r} is frozen. Add every node inside the build_dag() "
+                "block (or before freeze()); build a new graph to change it."
+            )
+
+    def _unique_name(self, wanted: str | None, default: str) -> str:
+        if wanted is not None:
+            if not isinstance(wanted, str) or not wanted:
+                raise DagDefinitionError(f"name= must be a non-empty str, got {wanted!r}")
+            if wanted in self._by_name:
+                raise DagDefinitionError(
+                    f"a node named {wanted!r} already exists in {self!r}: choose another name"
+                )
+            return wanted
+        name, k = default, 0
+        while name in self._by_name:
+            k += 1
+            name = f"{default}_{k}"
+        return name
+
+    def _append(
+        self,
+        name: str,
+        kind: NodeKind,
+        fn: Callable[..., object] | None,
+        args: tuple[int | Const, ...],
+        *,
+        inject: bool,
+        after: tuple[int, ...],
+        options: NodeOptions | None,
+        is_async: bool = False,
+        tags: tuple[str, ...] = (),
+    ) -> Node[Any]:
+        index = len(self._specs)
+        spec = NodeSpec(index, name, kind, fn, args, inject, after, options, is_async, tags)
+        self._specs.append(spec)
+        self._by_name[name] = index
+        handle: Node[Any] = Node(self, index, name)
+        self._handles.append(handle)
+        return handle
+
+    def _input_refs(self, inputs: Sequence[object], what: str) -> tuple[int | Const, ...]:
+        refs: list[int | Const] = []
+        for k, value in enumerate(inputs):
+            if isinstance(value, Node):
+                refs.append(self._spec(value, f"{what}, input #{k + 1}").index)
+            else:
+                refs.append(Const(value))
+        return tuple(refs)
+
+    def _after_refs(self, after: Node[Any] | Iterable[Node[Any]], what: str) -> tuple[int, ...]:
+        nodes = (after,) if isinstance(after, Node) else tuple(after)
+        return tuple(self._spec(n, f"{what}, after=").index for n in nodes)
+
+    def _add(
+        self,
+        kind: NodeKind,
+        fn: Callable[..., object],
+        inputs: Sequence[object],
+        options: Mapping[str, Any],
+    ) -> Node[Any]:
+        verb = "add_node" if kind is NodeKind.CALL else "add_resource"
+        self._check_open(verb)
+        if not callable(fn):
+            raise DagDefinitionError(
+                f"{verb}() needs a callable as its first argument, got {fn!r}; "
+                "constants go in add_immediate_node() or as inputs"
+            )
+        if kind is NodeKind.CALL and inspect.isasyncgenfunction(fn):
+            raise DagDefinitionError(
+                f"{callable_name(fn)} is an async generator function: a generator that yields a "
+                "value and then cleans up is a resource. Use dag.add_resource() instead."
+            )
+        what = f"{verb}({callable_name(fn)})"
+        try:
+            parsed = _parse_options(what, **options)
+        except TypeError as exc:
+            raise DagDefinitionError(f"{what}: {exc}") from None
+        name, after, tags, node_options = parsed
+        refs = self._input_refs(inputs, what)
+        inject = injects_param(fn, len(inputs), what=what)
+        return self._append(
+            self._unique_name(name, callable_name(fn)),
+            kind,
+            fn,
+            refs,
+            inject=inject,
+            after=self._after_refs(after, what),
+            options=node_options,
+            is_async=kind is NodeKind.CALL and is_async_callable(fn),
+            tags=tags,
+        )
+
+    def add_immediate_node(self, value: T, *, name: str | None = None) -> Node[T]:
+        """A constant node: its value is `value` in every run."""
+        self._check_open("add_immediate_node")
+        return self._append(
+            self._unique_name(name, "immediate"),
+            NodeKind.IMMEDIATE,
+            None,
+            (Const(value),),
+            inject=False,
+            after=(),
+            options=None,
+        )
+
+    def join(self, *nodes: Node[Any], name: str | None = None) -> Node[None]:
+        """A barrier: succeeds (with value None) once every node in `nodes` has succeeded."""
+        self._check_open("join")
+        return self._append(
+            self._unique_name(name, "join"),
+            NodeKind.JOIN,
+            _join_body,
+            (),
+            inject=False,
+            after=self._after_refs(nodes, "join()"),
+            options=None,
+        )
+
+    def freeze(self) -> None:
+        """Validate and compile the graph. After this it is immutable and can be invoked."""
+        if self._plan is None:
+            self._plan = compile_plan(tuple(self._specs))
+
+    # -- running ----------------------------------------------------------------------------
+
+    @property
+    def plan(self) -> Plan:
+        if self._plan is None:
+            raise DagDefinitionError(
+                f"{self!r} is not frozen: call dag.freeze() (or build it in a "
+                "`with build_dag(...) as dag:` block, which freezes it on exit) before invoking"
+            )
+        return self._plan
+
+    def _indices(self, nodes: Iterable[Node[Any]], what: str) -> list[int]:
+        return [self._spec(n, what).index for n in nodes]
+
+    async def invoke(
+        self,
+        params: P,
+        *,
+        timeout: float | None = None,
+        on_error: OnError = "raise",
+        max_concurrency: int | None = None,
+        targets: Iterable[Node[Any]] | None = None,
+        overrides: Mapping[Node[Any], object] | None = None,
+        timeline: bool = False,
+    ) -> ExecutionResult[P]:
+        """Run the graph once with `params`; see SPEC section 2 for every option."""
+        plan = self.plan
+        if on_error not in ("raise", "continue"):
+            raise DagDefinitionError(f"on_error must be 'raise' or 'continue', got {on_error!r}")
+        if timeout is not None and not timeout > 0:
+            raise DagDefinitionError(f"invoke(timeout={timeout!r}): must be a positive number")
+        if max_concurrency is not None and (
+            not isinstance(max_concurrency, int) or max_concurrency < 1
+        ):
+            raise DagDefinitionError(
+                f"invoke(max_concurrency={max_concurrency!r}): must be an int >= 1"
+            )
+        target_ix = None if targets is None else self._indices(targets, "invoke(targets=)")
+        override_ix = None
+        if overrides:
+            override_ix = {
+                self._spec(n, "invoke(overrides=)").index: v for n, v in overrides.items()
+            }
+        return await run_plan(
+            self,
+            plan,
+            params,
+            timeout=timeout,
+            fail_fast=on_error == "raise",
+            max_concurrency=max_concurrency,
+            targets=target_ix,
+            overrides=override_ix,
+            timeline=timeline,
+        )
+
+    async def __call__(self, params: P) -> ExecutionResult[P]:
+        """`await dag(params)` is `await dag.invoke(params)`: a Dag can be a node of another."""
+        return await self.invoke(params)
+
+
+def _parse_options(
+    what: str,
+    *,
+    name: str | None = None,
+    after: Node[Any] | Iterable[Node[Any]] = (),
+    timeout: float | None = None,
+    retry: Retry | int | None = None,
+    fallback: object = NO_FALLBACK,
+    breaker: CircuitBreaker | None = None,
+    limiter: Limiter | None = None,
+    executor: Executor | Literal["thread"] | None = None,
+    pre: Callable[..., object] | None = None,
+    post: Callable[..., object] | None = None,
+    tags: Iterable[str] = (),
+    release: Literal["end", "early"] = "end",
+    cleanup_timeout: float | None = None,
+) -> tuple[str | None, Node[Any] | Iterable[Node[Any]], tuple[str, ...], NodeOptions | None]:
+    if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+        raise DagDefinitionError(f"{what}: timeout={timeout!r} must be a positive number of seconds")
+    if cleanup_timeout is not None and not (
+        isinstance(cleanup_timeout, int | float) and cleanup_timeout > 0
+    ):
+        raise DagDefinitionError(
+            f"{what}: cleanup_timeout={cleanup_timeout!r} must be a positive number of seconds"
+        )
+    if isinstance(retry, bool) or (retry is not None and not isinstance(retry, int | Retry)):
+        raise DagDefinitionError(f"{what}: retry= takes a Retry or an int, got {retry!r}")
+    policy = Retry(attempts=retry) if isinstance(retry, int) else retry
+    for label, hook in (("pre", pre), ("post", post)):
+        if hook is not None and not callable(hook):
+            raise DagDefinitionError(f"{what}: {label}= must be callable, got {hook!r}")
+    if breaker is not None and not isinstance(breaker, CircuitBreaker):
+        raise DagDefinitionError(f"{what}: breaker= takes a CircuitBreaker, got {breaker!r}")
+    if limiter is not None and not isinstance(limiter, Limiter):
+        raise DagDefinitionError(f"{what}: limiter= takes a Limiter, got {limiter!r}")
+    if executor is not None and executor != "thread" and not isinstance(executor, Executor):
+        raise DagDefinitionError(
+            f"{what}: executor= takes 'thread' or a concurrent.futures.Executor, got {executor!r}"
+        )
+    if release not in ("end", "early"):
+        raise DagDefinitionError(f"{what}: release= must be 'end' or 'early', got {release!r}")
+    if isinstance(tags, str):
+        tags = (tags,)
+    options = NodeOptions(
+        timeout=timeout,
+        retry=policy,
+        fallback=fallback,
+        breaker=breaker,
+        limiter=limiter,
+        executor=executor,
+        pre=pre,
+        post=post,
+        pre_takes_param=pre is not None and takes_argument(pre, what=f"{what} pre"),
+        post_takes_param=post is not None and takes_argument(post, what=f"{what} post"),
+        release=release,
+        cleanup_timeout=cleanup_timeout,
+    )
+    return name, after, tuple(tags), None if options.is_default else options
+
+
+class _Building(Generic[P]):
+    """The context manager `build_dag` returns: yields the graph, freezes it on a clean exit."""
+
+    __slots__ = ("_dag",)
+
+    def __init__(self, dag: Dag[P]) -> None:
+        self._dag = dag
+
+    def __enter__(self) -> Dag[P]:
+        return self._dag
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:  # an error inside the block wins; do not mask it with ours
+            self._dag.freeze()
+
+
+@overload
+def build_dag(ParamType: None = None, *, name: str | None = None) -> _Building[None]: ...
+@overload
+def build_dag(ParamType: type[P], *, name: str | None = None) -> _Building[P]: ...
+def build_dag(ParamType: type[Any] | None = None, *, name: str | None = None) -> _Building[Any]:
+    """Build a graph in a `with` block; leaving the block freezes (validates, compiles) it.
+
+    `ParamType` only types the graph as `Dag[ParamType]`; it is not checked at run time.
+    """
+    return _Building(Dag(name=name))

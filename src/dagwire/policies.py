@@ -1,0 +1,200 @@
+"""Per-node policies: retry, circuit breaker and limiter.
+
+`Retry` is a frozen definition. `CircuitBreaker` and `Limiter` are deliberately *mutable shared
+objects*: their whole point is to be shared by the nodes, runs and graphs that hold them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import CircuitOpenError, DagDefinitionError, RetryableError
+
+__all__ = ["BreakerState", "CircuitBreaker", "Limiter", "Retry"]
+
+# The jitter source when a Retry is not given its own `rng`; tests may seed it.
+default_rng = random.Random()
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Retry a node body: `attempts` calls in total, exponential backoff, optional jitter.
+
+    The delay before retry k (k = 1 for the second call) is
+    ``min(initial_delay * backoff ** (k - 1), max_delay)``, multiplied by a uniform factor in
+    [0.5, 1.0] when `jitter` is on. Only exceptions of the types in `on` are retried, never
+    `CancelledError`, `KeyboardInterrupt` or `SystemExit`; an `ExceptionGroup` is retried only
+    if every leaf is retryable.
+    """
+
+    attempts: int = 3
+    initial_delay: float = 0.1
+    backoff: float = 2.0
+    max_delay: float = 30.0
+    jitter: bool = True
+    on: tuple[type[Exception], ...] = (TimeoutError, ConnectionError, RetryableError)
+    rng: random.Random | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.attempts, int) or self.attempts < 1:
+            problems.append(f"attempts={self.attempts!r} (must be an int >= 1: calls in total)")
+        if self.initial_delay < 0 or self.max_delay < 0:
+            problems.append(
+                f"initial_delay={self.initial_delay!r}, max_delay={self.max_delay!r} "
+                "(delays must be >= 0)"
+            )
+        if self.backoff < 1:
+            problems.append(f"backoff={self.backoff!r} (must be >= 1)")
+        if not isinstance(self.on, tuple) or not self.on:
+            problems.append(f"on={self.on!r} (must be a non-empty tuple of exception types)")
+        elif not all(isinstance(t, type) and issubclass(t, Exception) for t in self.on):
+            problems.append(
+                f"on={self.on!r} (every entry must be an Exception subclass; "
+                "BaseExceptions such as CancelledError are never retried)"
+            )
+        if problems:
+            raise DagDefinitionError(
+                "this Retry policy cannot work: " + "; ".join(problems) + ". Fix those arguments."
+            )
+
+    def delay(self, retry_number: int) -> float:
+        """Seconds to wait before retry `retry_number` (1 = before the second call)."""
+        base = min(self.initial_delay * self.backoff ** (retry_number - 1), self.max_delay)
+        if self.jitter:
+            base *= (self.rng or default_rng).uniform(0.5, 1.0)
+        return base
+
+    def should_retry(self, exc: BaseException) -> bool:
+        if isinstance(exc, BaseExceptionGroup):
+            return all(self.should_retry(leaf) for leaf in exc.exceptions)
+        return isinstance(exc, self.on)
+
+
+class BreakerState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Fail fast after `fail_max` consecutive failures; try one call again after `reset_timeout`.
+
+    One object is shared by every node, run and graph that holds it.
+    """
+
+    def __init__(
+        self,
+        fail_max: int = 5,
+        reset_timeout: float = 30.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if fail_max < 1:
+            raise DagDefinitionError(f"CircuitBreaker(fail_max={fail_max!r}): must be >= 1")
+        if reset_timeout < 0:
+            raise DagDefinitionError(
+                f"CircuitBreaker(reset_timeout={reset_timeout!r}): must be >= 0"
+            )
+        self.fail_max = fail_max
+        self.reset_timeout = reset_timeout
+        self._clock = clock
+        self._state = BreakerState.CLOSED
+        self._failures = 0
+        self._opened_at = 0.0
+        self._trial_running = False
+        self._listeners: list[Callable[[BreakerState, BreakerState], None]] = []
+
+    @property
+    def state(self) -> BreakerState:
+        return self._state
+
+    def add_listener(self, listener: Callable[[BreakerState, BreakerState], None]) -> None:
+        """Call `listener(old, new)` on every state change."""
+        self._listeners.append(listener)
+
+    def _set(self, new: BreakerState) -> None:
+        old, self._state = self._state, new
+        if old is not new:
+            for listener in self._listeners:
+                listener(old, new)
+
+    def before_call(self) -> None:
+        """Raise `CircuitOpenError` if the call must not go through."""
+        if self._state is BreakerState.CLOSED:
+            return
+        if self._state is BreakerState.OPEN:
+            if self._clock() - self._opened_at < self.reset_timeout:
+                raise CircuitOpenError(
+                    f"circuit open after {self._failures} failures; "
+                    f"retrying after {self.reset_timeout}s"
+                )
+            self._set(BreakerState.HALF_OPEN)
+        if self._trial_running:
+            raise CircuitOpenError("circuit half-open: a trial call is already running")
+        self._trial_running = True
+
+    def on_success(self) -> None:
+        self._trial_running = False
+        self._failures = 0
+        self._set(BreakerState.CLOSED)
+
+    def on_failure(self) -> None:
+        self._trial_running = False
+        self._failures += 1
+        if self._state is BreakerState.HALF_OPEN or self._failures >= self.fail_max:
+            self._opened_at = self._clock()
+            self._set(BreakerState.OPEN)
+
+    def on_abandoned(self) -> None:
+        """The call was cancelled: it proves nothing either way."""
+        self._trial_running = False
+
+
+class Limiter:
+    """At most `limit` node bodies at once, across every run and graph that shares this object.
+
+    Not an `asyncio.Semaphore`: that binds itself to the first event loop that uses it, and a
+    limiter is typically a module-level object outliving loops (tests, `asyncio.run` twice).
+    """
+
+    def __init__(self, limit: int, /) -> None:
+        if not isinstance(limit, int) or limit < 1:
+            raise DagDefinitionError(f"Limiter({limit!r}): the limit must be an int >= 1")
+        self.limit = limit
+        self._free = limit
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def in_use(self) -> int:
+        return self.limit - self._free
+
+    async def acquire(self) -> None:
+        if self._free and not self._waiters:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # we were handed a slot but cannot use it: pass it on
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        # Hand the slot straight to the next live waiter, so nobody can jump the queue.
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1

@@ -1,0 +1,134 @@
+"""`ExecutionResult`: what one run produced, read through the graph's typed handles."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .errors import DagDefinitionError, DagError, NodeNotCompletedError
+from .status import NodeStatus
+
+if TYPE_CHECKING:
+    from .graph import Dag
+    from .node import Node
+
+__all__ = ["ExecutionResult", "NodeFailure", "NodeTiming"]
+
+P = TypeVar("P")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFailure:
+    """One exception of a run: which node, in which phase, and whether a fallback covered it."""
+
+    node: str
+    phase: str  # "body", "setup", "pre", "post", "cleanup"
+    error: BaseException
+    recovered: bool = False  # the node's fallback= value was used instead
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTiming:
+    """When a node ran, in seconds since the run started (`time.perf_counter` based)."""
+
+    node: str
+    status: NodeStatus
+    start: float
+    end: float
+    attempts: int
+
+
+def make_dag_error(dag_name: str, failures: Sequence[NodeFailure]) -> DagError:
+    exceptions: list[Exception] = []
+    by_node: dict[str, Exception] = {}
+    for f in failures:
+        if isinstance(f.error, Exception) and not f.recovered:
+            exceptions.append(f.error)
+            by_node.setdefault(f.node, f.error)
+    summary = "; ".join(
+        f"{f.node} ({f.phase}): {type(f.error).__name__}" for f in failures if not f.recovered
+    )
+    return DagError(f"dag {dag_name!r} failed: {summary}", exceptions, by_node)
+
+
+class ExecutionResult(Generic[P]):
+    """The values, statuses and failures of one run. Read values with `result[node]`."""
+
+    __slots__ = ("_dag", "_errors", "_params", "_statuses", "_timings", "_values")
+
+    def __init__(
+        self,
+        dag: Dag[P],
+        params: P,
+        values: list[Any],
+        statuses: list[NodeStatus],
+        errors: Sequence[NodeFailure],
+        timings: Sequence[NodeTiming] | None,
+    ) -> None:
+        self._dag = dag
+        self._params = params
+        self._values = values
+        self._statuses = statuses
+        self._errors = tuple(errors)
+        self._timings = timings
+
+    def _index(self, node: Node[Any]) -> int:
+        if getattr(node, "dag", None) is not self._dag:
+            raise DagDefinitionError(
+                f"{node!r} is not a node of {self._dag!r}, which produced this result"
+            )
+        return node._index
+
+    def __getitem__(self, node: Node[T]) -> T:
+        i = self._index(node)
+        status = self._statuses[i]
+        if status is NodeStatus.SUCCEEDED:
+            value: T = self._values[i]
+            return value
+        cause = next((f.error for f in self._errors if f.node == node.name), None)
+        raise NodeNotCompletedError(node.name, status) from cause
+
+    def status(self, node: Node[Any]) -> NodeStatus:
+        return self._statuses[self._index(node)]
+
+    @property
+    def params(self) -> P:
+        return self._params
+
+    @property
+    def errors(self) -> tuple[NodeFailure, ...]:
+        """Every failure of the run, including those a `fallback=` recovered from."""
+        return self._errors
+
+    @property
+    def ok(self) -> bool:
+        """True unless a failure went unrecovered: exactly when fail-fast mode would not raise.
+
+        Failures covered by `fallback=` are in `errors` but do not make the run not ok.
+        """
+        return all(f.recovered for f in self._errors)
+
+    def raise_for_errors(self) -> None:
+        """Raise the run's `DagError` if it is not `ok`; do nothing otherwise."""
+        if not self.ok:
+            raise make_dag_error(self._dag.name, self._errors)
+
+    def timeline(self) -> list[NodeTiming]:
+        """Start/end times and attempts of every node that started, in start order.
+
+        Recorded only when the run was invoked with `timeline=True` (it costs two clock reads
+        per node, which plain runs do not pay).
+        """
+        if self._timings is None:
+            raise DagDefinitionError(
+                "this run did not record a timeline: invoke with timeline=True"
+            )
+        return sorted(self._timings, key=lambda t: t.start)
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for s in self._statuses:
+            counts[s.name] = counts.get(s.name, 0) + 1
+        return f"<ExecutionResult of {self._dag.name!r} ok={self.ok} {counts}>"
