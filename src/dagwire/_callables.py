@@ -38,7 +38,7 @@ def is_async_callable(fn: Callable[..., object]) -> bool:
     # Covers `async def`, bound methods and partials of them, and objects whose __call__ is
     # `async def` (a built Dag is one).
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(_unwrap(fn), "__call__", None)
+        type(_unwrap(fn)).__call__
     )
 
 
@@ -67,7 +67,9 @@ def injects_param(fn: Callable[..., object], n_inputs: int, *, what: str) -> boo
     ]
     problem = None
     if kw_required:
-        problem = f"it has required keyword-only parameters {kw_required}, which dagwire never passes"
+        problem = (
+            f"it has required keyword-only parameters {kw_required}, which dagwire never passes"
+        )
     elif required == n_inputs + 1:
         return True
     elif required > n_inputs:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING
-
-from typing_extensions import Self
+from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
     from .status import NodeStatus
@@ -58,6 +56,14 @@ class DagError(ExceptionGroup[Exception]):
         self = super().__new__(cls, message, exceptions)
         self._failures = MappingProxyType(dict(failures or {}))
         return self
+
+    def __init__(
+        self,
+        message: str,
+        exceptions: Sequence[Exception],
+        failures: Mapping[str, Exception] | None = None,
+    ) -> None:
+        super().__init__(message, exceptions)
 
     @property
     def failures(self) -> Mapping[str, Exception]:

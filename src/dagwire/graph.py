@@ -4,6 +4,9 @@ Data flows one way: `Dag` collects frozen `NodeSpec`s; `freeze()` compiles them 
 `Plan`; each `invoke` runs the plan with per-run state only (see `scheduler`).
 """
 
+# pyright: reportPrivateUsage=false
+# (package-internal access between the graph, its handles, results and the run)
+
 from __future__ import annotations
 
 import inspect
@@ -33,6 +36,11 @@ def _join_body() -> None:
     return None
 
 
+def _is_node(value: object) -> bool:
+    # Deliberately not a TypeGuard: a narrowed `Node[Unknown]` would leak into strict checking.
+    return isinstance(value, Node)
+
+
 class Dag(TypedAdders[P], Generic[P]):
     """A graph of nodes. Build it, `freeze()` it (or let `build_dag` do it), then invoke it."""
 
@@ -41,6 +49,7 @@ class Dag(TypedAdders[P], Generic[P]):
         self._specs: list[NodeSpec] = []
         self._handles: list[Node[Any]] = []
         self._by_name: dict[str, int] = {}
+        self._suffix: dict[str, int] = {}  # default name -> last suffix tried (linear build)
         self._plan: Plan | None = None
         self._params: Node[P] = self._append(
             "params", NodeKind.PARAMS, None, (), inject=False, after=(), options=None
@@ -80,7 +89,7 @@ class Dag(TypedAdders[P], Generic[P]):
     def _after_of(self, index: int) -> tuple[Node[object], ...]:
         return tuple(self._handles[a] for a in self._specs[index].after)
 
-    def _spec(self, node: Node[Any], what: str) -> NodeSpec:
+    def _spec(self, node: object, what: str) -> NodeSpec:
         if not isinstance(node, Node):
             raise DagDefinitionError(f"{what} must be a Node of this graph, got {node!r}")
         if node.dag is not self:
@@ -108,10 +117,13 @@ class Dag(TypedAdders[P], Generic[P]):
                     f"a node named {wanted!r} already exists in {self!r}: choose another name"
                 )
             return wanted
-        name, k = default, 0
+        name, k = default, self._suffix.get(default, 0)
+        if k:
+            name = f"{default}_{k}"
         while name in self._by_name:
             k += 1
             name = f"{default}_{k}"
+        self._suffix[default] = k
         return name
 
     def _append(
@@ -138,7 +150,7 @@ class Dag(TypedAdders[P], Generic[P]):
     def _input_refs(self, inputs: Sequence[object], what: str) -> tuple[int | Const, ...]:
         refs: list[int | Const] = []
         for k, value in enumerate(inputs):
-            if isinstance(value, Node):
+            if _is_node(value):
                 refs.append(self._spec(value, f"{what}, input #{k + 1}").index)
             else:
                 refs.append(Const(value))
@@ -173,6 +185,11 @@ class Dag(TypedAdders[P], Generic[P]):
         except TypeError as exc:
             raise DagDefinitionError(f"{what}: {exc}") from None
         name, after, tags, node_options = parsed
+        if kind is NodeKind.CALL and options.get("release", "end") != "end":
+            raise DagDefinitionError(
+                f"{what}: release= applies to resources only; use dag.add_resource() for a "
+                "value that must be released"
+            )
         refs = self._input_refs(inputs, what)
         inject = injects_param(fn, len(inputs), what=what)
         return self._append(
@@ -296,7 +313,9 @@ def _parse_options(
     cleanup_timeout: float | None = None,
 ) -> tuple[str | None, Node[Any] | Iterable[Node[Any]], tuple[str, ...], NodeOptions | None]:
     if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
-        raise DagDefinitionError(f"{what}: timeout={timeout!r} must be a positive number of seconds")
+        raise DagDefinitionError(
+            f"{what}: timeout={timeout!r} must be a positive number of seconds"
+        )
     if cleanup_timeout is not None and not (
         isinstance(cleanup_timeout, int | float) and cleanup_timeout > 0
     ):

@@ -5,6 +5,9 @@ have finished, in reverse dependency order, independent cleanups concurrently; o
 cleanup does not stop the others; the run's failure is thrown into still-open resources.
 """
 
+# pyright: reportPrivateUsage=false
+# (package-internal access between the graph, its handles, results and the run)
+
 from __future__ import annotations
 
 import asyncio
@@ -12,12 +15,20 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from .scheduler import _Run
 
-__all__ = ["Cleanup", "call_hook", "enter_resource", "logger", "post_hook", "run_cleanups"]
+__all__ = [
+    "Cleanup",
+    "call_hook",
+    "clean_node",
+    "enter_resource",
+    "logger",
+    "post_hook",
+    "run_cleanups",
+]
 
 logger = logging.getLogger("dagwire")
 
@@ -63,13 +74,13 @@ async def enter_resource(
         run.add_cleanup(i, ("cleanup", _gen_exit(name, made)))
         return value
     if isinstance(made, AbstractAsyncContextManager):
-        value = await made.__aenter__()
+        entered = await cast(AbstractAsyncContextManager[object], made).__aenter__()
         run.add_cleanup(i, ("cleanup", _async_cm_exit(made)))
-        return value
+        return entered
     if isinstance(made, AbstractContextManager):
-        value = made.__enter__()
+        entered = cast(AbstractContextManager[object], made).__enter__()
         run.add_cleanup(i, ("cleanup", _cm_exit(made)))
-        return value
+        return entered
     if inspect.isawaitable(made):
         close = getattr(made, "close", None)
         if close is not None:
@@ -84,9 +95,7 @@ def _is_same(raised: BaseException, thrown: BaseException | None) -> bool:
     return raised is thrown
 
 
-def _async_gen_exit(
-    name: str, gen: Any
-) -> Callable[[BaseException | None], Awaitable[None]]:
+def _async_gen_exit(name: str, gen: Any) -> Callable[[BaseException | None], Awaitable[None]]:
     async def exit_(exc: BaseException | None) -> None:
         try:
             if exc is None:
@@ -157,6 +166,22 @@ def _run_failure(run: _Run) -> BaseException | None:
     return None
 
 
+async def clean_node(run: _Run, i: int, cleanups: list[Cleanup], exc: BaseException | None) -> None:
+    """Undo node i's setups in reverse order; each bounded by its cleanup_timeout=, each failure
+    recorded, none stopping the others."""
+    options = run.plan.specs[i].options
+    limit = options.cleanup_timeout if options is not None else None
+    for phase, cleanup in reversed(cleanups):
+        try:
+            if limit is None:
+                await cleanup(exc)
+            else:
+                async with asyncio.timeout(limit):
+                    await cleanup(exc)
+        except BaseException as err:
+            run.record(i, phase, err)
+
+
 async def run_cleanups(run: _Run) -> None:
     """Run every registered cleanup once, each after the cleanups of the nodes that use it.
 
@@ -175,7 +200,6 @@ async def run_cleanups(run: _Run) -> None:
     # Continue mode: a resource hears of the failure of a node that depends on it.
     below: list[BaseException | None] = [None] * n
     failed = run.failed
-    timeout_of = [s.options.cleanup_timeout if s.options else None for s in plan.specs]
     finished = loop.create_future()
     tasks: list[asyncio.Task[None]] = []
     outstanding = 0
@@ -201,16 +225,7 @@ async def run_cleanups(run: _Run) -> None:
     async def clean(i: int) -> None:
         nonlocal outstanding
         exc = run_failure if run_failure is not None else below[i]
-        for phase, cleanup in reversed(cleanups[i]):  # undo in reverse order of setup
-            try:
-                limit = timeout_of[i]
-                if limit is None:
-                    await cleanup(exc)
-                else:
-                    async with asyncio.timeout(limit):
-                        await cleanup(exc)
-            except BaseException as err:  # noqa: BLE001 - aggregated into the DagError
-                run.record(i, phase, err)
+        await clean_node(run, i, cleanups[i], exc)
         release(i)
         outstanding -= 1
         if not outstanding:

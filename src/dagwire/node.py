@@ -1,5 +1,8 @@
 """`Node[T]`: the typed handle of one node of one graph."""
 
+# pyright: reportPrivateUsage=false
+# (package-internal access between the graph, its handles, results and the run)
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Generic, TypeVar

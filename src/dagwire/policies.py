@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from .errors import CircuitOpenError, DagDefinitionError, RetryableError
 
@@ -42,7 +43,7 @@ class Retry:
     rng: random.Random | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        problems = []
+        problems: list[str] = []
         if not isinstance(self.attempts, int) or self.attempts < 1:
             problems.append(f"attempts={self.attempts!r} (must be an int >= 1: calls in total)")
         if self.initial_delay < 0 or self.max_delay < 0:
@@ -73,7 +74,8 @@ class Retry:
 
     def should_retry(self, exc: BaseException) -> bool:
         if isinstance(exc, BaseExceptionGroup):
-            return all(self.should_retry(leaf) for leaf in exc.exceptions)
+            group = cast(BaseExceptionGroup[BaseException], exc)
+            return all(self.should_retry(leaf) for leaf in group.exceptions)
         return isinstance(exc, self.on)
 
 

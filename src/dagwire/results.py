@@ -1,5 +1,8 @@
 """`ExecutionResult`: what one run produced, read through the graph's typed handles."""
 
+# pyright: reportPrivateUsage=false
+# (package-internal access between the graph, its handles, results and the run)
+
 from __future__ import annotations
 
 from collections.abc import Sequence
