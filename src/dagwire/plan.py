@@ -50,6 +50,12 @@ class Plan:
     sinks: tuple[int, ...]  # nodes nothing depends on
     runnable: int  # how many nodes a full run executes
     has_cleanups: bool  # some node has post= or is a resource
+    # release="early": for each node, the early-release resources among its direct inputs, and
+    # for each such resource how many runnable direct dependents must finish before it goes
+    # (-1 for every other node).
+    release_after: tuple[tuple[int, ...], ...]
+    early_waits: tuple[int, ...]
+    has_early: bool
 
     @property
     def size(self) -> int:
@@ -85,6 +91,12 @@ def compile_plan(specs: tuple[NodeSpec, ...]) -> Plan:
         for d in ds:
             dependents[d].append(i)
 
+    early = [
+        s.kind is NodeKind.RESOURCE and s.options is not None and s.options.release == "early"
+        for s in specs
+    ]
+    release_after = tuple(tuple(d for d in ds if early[d]) for ds in runnable_deps)
+
     steps: list[Step] = []
     slow_steps: list[Step] = []
     for spec in specs:
@@ -98,7 +110,12 @@ def compile_plan(specs: tuple[NodeSpec, ...]) -> Plan:
         if spec.inject:
             slots.append(0)
         fn = spec.fn or _no_body
-        slow = spec.options is not None or spec.kind is NodeKind.RESOURCE
+        # Users of an early-release resource report their end through slow_call, too.
+        slow = (
+            spec.options is not None
+            or spec.kind is NodeKind.RESOURCE
+            or bool(release_after[spec.index])
+        )
         mode = SLOW if slow else ASYNC if spec.is_async else SYNC
         out = tuple(dependents[spec.index])
         steps.append((fn, _getter(slots), mode, out))
@@ -122,6 +139,9 @@ def compile_plan(specs: tuple[NodeSpec, ...]) -> Plan:
             s.kind is NodeKind.RESOURCE or (s.options is not None and s.options.post is not None)
             for s in specs
         ),
+        release_after=release_after,
+        early_waits=tuple(len(dependents[i]) if early[i] else -1 for i in range(n)),
+        has_early=any(early),
     )
 
 

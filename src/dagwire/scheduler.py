@@ -79,10 +79,12 @@ class _Run:
         "counts",
         "dag",
         "eager_depth",
+        "early",
         "errors",
-        "failed",
         "fail_fast",
+        "failed",
         "first_failure",
+        "inline",
         "invoke_task",
         "left",
         "limiter",
@@ -90,6 +92,7 @@ class _Run:
         "params",
         "phase",
         "plan",
+        "releasing",
         "roots",
         "started_at",
         "status",
@@ -137,8 +140,14 @@ class _Run:
         self.phase: dict[int, str] = {}
         self.attempts: dict[int, int] = {}
         self.eager_depth = 0
+        # release="early" bookkeeping: users still to finish per resource (None: no such node)
+        self.early: list[int] | None = list(plan.early_waits) if plan.has_early else None
+        self.releasing: list[asyncio.Task[None]] = []
         self.loop = asyncio.get_running_loop()
         self.invoke_task = asyncio.current_task()
+        # 0: the invoke task is not running nodes; 1: it is (the inline root and its chain);
+        # 2: it is, and a fail-fast abort cancelled it (execute() takes that cancel back).
+        self.inline = 0
 
     # -- what runs ------------------------------------------------------------------------
 
@@ -164,6 +173,11 @@ class _Run:
                 counts[i] = _NOT_IN_RUN
         self.left = len(needed)
         self.roots = tuple(sorted(i for i in needed if not counts[i]))
+        if self.early is not None:  # an early resource waits only for users that will run
+            early = self.early
+            for i in needed:
+                if early[i] >= 0:
+                    early[i] = sum(1 for d in plan.steps[i][3] if d in needed)
 
     # -- the run --------------------------------------------------------------------------
 
@@ -177,7 +191,16 @@ class _Run:
             if r != inline:
                 self.spawn(r)
         if inline >= 0 and not self.aborted:
-            await self.drive(inline)
+            self.inline = 1
+            try:
+                await self.drive(inline)
+            finally:
+                cancelled_by_abort, self.inline = self.inline == 2, 0
+            if cancelled_by_abort and self.invoke_task is not None:
+                # Take back the cancel that abort() sent to stop the inline node; if the caller
+                # cancelled us as well meanwhile, that one still counts.
+                if self.invoke_task.uncancel() and self.cancelled is None:
+                    self.cancelled = CancelledError()
         if self.left and not self.aborted:
             self.waiter = self.loop.create_future()
             try:
@@ -189,6 +212,8 @@ class _Run:
             timer.cancel()
         if self.aborted:
             await self.settle()
+        if self.releasing:
+            await self.shielded(self.drain_releases())
         if self.cleanups:
             await self.shielded(lifecycle.run_cleanups(self))
 
@@ -208,6 +233,8 @@ class _Run:
 
     async def drive(self, i: int) -> None:
         """Run node i, then keep going with one dependent it made ready. THE hot path."""
+        if self.aborted:  # spawned before an abort whose cancellation has not arrived yet
+            return
         steps, values, status, counts = self.steps, self.values, self.status, self.counts
         while True:
             fn, get, mode, out = steps[i]
@@ -222,11 +249,9 @@ class _Run:
                         value = fn(values[get])  # type: ignore[index]  # int getter: one slot
                     else:
                         value = fn(*get(values))  # type: ignore[operator]  # itemgetter
-                    if mode == ASYNC:
+                    if mode == ASYNC or isawaitable(value):
                         value = await value
-                    elif isawaitable(value):  # a sync callable that returned an awaitable
-                        value = await value
-            except BaseException as exc:  # noqa: BLE001 - every outcome is recorded, see fail()
+            except BaseException as exc:
                 self.fail(i, exc)
                 return
             values[i] = value
@@ -295,20 +320,33 @@ class _Run:
                 status[d] = NodeStatus.SKIPPED
                 counts[d] = _NOT_IN_RUN
                 skipped += 1
+                if self.early is not None:
+                    self.finished(d)
                 stack.extend(steps[d][3])
         return skipped
 
     def abort(self) -> None:
-        """Fail fast: no new node starts; every running node is cancelled."""
+        """Fail fast: no new node starts; every running node is cancelled.
+
+        The cancellation is sent one loop iteration later, so that nodes already woken in this
+        iteration (failing "at the same moment" as the first failure) report their own outcome
+        instead of a CancelledError; no node starts in between (`aborted` is checked first).
+        """
         if self.aborted:
             return
         self.aborted = True
-        me = asyncio.current_task()
-        for t in self.tasks:
-            if t is not me:
-                t.cancel()
+        self.loop.call_soon(self.cancel_running)
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
+
+    def cancel_running(self) -> None:
+        for t in self.tasks:
+            t.cancel()  # a finished task ignores it
+        if self.inline == 1 and self.invoke_task is not None:
+            # The invoke task is running a node itself: cancel it too (fail-fast stops every
+            # running node); execute() takes this cancel back when that node has stopped.
+            self.inline = 2
+            self.invoke_task.cancel()
 
     def on_timeout(self) -> None:
         self.timed_out = True
@@ -374,6 +412,47 @@ class _Run:
         finally:
             if times is not None:
                 times[i][1] = time.perf_counter() - self.started_at
+            if self.early is not None:
+                self.finished(i)
+
+    # -- release="early" -------------------------------------------------------------------
+
+    def finished(self, j: int) -> None:
+        """Node j has ended: release each early resource of which it was the last user.
+
+        A node holding cleanups of its own (a resource, a post= hook) keeps its inputs until it
+        is released itself. After a fail-fast abort everything is left to the cleanup phase,
+        which throws the run's failure into every open resource.
+        """
+        early, cleanups = self.early, self.cleanups
+        if early is None or self.aborted:
+            return
+        if cleanups is not None and j in cleanups:
+            if early[j] == 0:  # an early resource nothing (any longer) waits for
+                self.release(j)
+            return
+        for r in self.plan.release_after[j]:
+            early[r] -= 1
+            if not early[r] and cleanups is not None and r in cleanups:
+                self.release(r)
+
+    def release(self, r: int) -> None:
+        assert self.cleanups is not None
+        # Taken out now, so the cleanup phase cannot run them a second time.
+        items = self.cleanups.pop(r)
+        self.releasing.append(self.loop.create_task(self.release_now(r, items)))
+
+    async def release_now(self, r: int, items: list[lifecycle.Cleanup]) -> None:
+        failed = self.failed  # continue mode: a failed user's exception reaches the resource
+        exc = next((failed[d] for d in self.plan.steps[r][3] if d in failed), None)
+        await lifecycle.clean_node(self, r, items, exc)
+        if r in failed and self.fail_fast:
+            self.abort()
+        self.finished(r)  # r is released: its own early inputs may go now
+
+    async def drain_releases(self) -> None:
+        while pending := [t for t in self.releasing if not t.done()]:
+            await asyncio.wait(pending)
 
     async def attempts_of(self, i: int, spec: NodeSpec, opts: NodeOptions) -> object:
         retry = opts.retry
@@ -461,9 +540,7 @@ class _Run:
         result = ExecutionResult(
             self.dag, self.params, self.values, self.status, self.errors, timings
         )
-        fatal = next(
-            (f.error for f in self.errors if not isinstance(f.error, Exception)), None
-        )
+        fatal = next((f.error for f in self.errors if not isinstance(f.error, Exception)), None)
         if fatal is not None:  # KeyboardInterrupt, SystemExit, ...: surface it intact
             raise fatal
         if self.cancelled is not None:
@@ -482,4 +559,3 @@ class _Run:
         if self.fail_fast and not result.ok:
             raise make_dag_error(self.dag.name, self.errors)
         return result
-
