@@ -1,0 +1,55 @@
+"""The README's Python examples run, and type-check under mypy --strict, as users would copy them."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+BLOCKS = re.findall(r"^```python\n(.*?)^```$", README, flags=re.MULTILINE | re.DOTALL)
+
+
+def test_readme_has_examples_and_one_command_per_section() -> None:
+    assert BLOCKS, "the README lost its Python examples"
+    for section in ("## Try it", "## Test it"):
+        body = README.split(section, 1)[1].split("\n## ", 1)[0]
+        assert len(re.findall(r"^```sh\n", body, flags=re.MULTILINE)) == 1, section
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_example_runs(index: int, tmp_path: Path) -> None:
+    script = tmp_path / f"readme_{index}.py"
+    script.write_text(BLOCKS[index], encoding="utf-8")
+    env = {**os.environ, "PYTHONASYNCIODEBUG": "1"}
+    done = subprocess.run(
+        [sys.executable, "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_readme_examples_type_check(tmp_path: Path) -> None:
+    files = []
+    for index, block in enumerate(BLOCKS):
+        script = tmp_path / f"readme_{index}.py"
+        script.write_text(block, encoding="utf-8")
+        files.append(str(script))
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", *files],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # not the repository: check as a user of the installed package would
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
