@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from dagwire import build_dag
 
@@ -23,7 +23,7 @@ class Event:
 
 @dataclass
 class Database:
-    rows: list[Event] = field(default_factory=list)
+    rows: list[Event] = field(default_factory=list[Event])
 
     async def insert(self, event: Event) -> bool:
         await asyncio.sleep(0.02)  # a database round trip
@@ -33,11 +33,11 @@ class Database:
 
 @dataclass
 class Http:
-    published: list[list[bool]] = field(default_factory=list)
+    published: list[list[bool]] = field(default_factory=list[list[bool]])
 
     async def fetch(self, url: str) -> Event:
         await asyncio.sleep(0.02)  # an HTTP round trip
-        return Event(datetime.now(timezone.utc), url)
+        return Event(datetime.now(UTC), url)
 
     async def publish(self, outcomes: list[bool]) -> None:
         await asyncio.sleep(0.02)
@@ -82,7 +82,7 @@ with build_dag(Services, name="events") as dag:
 
 async def main() -> list[str]:
     http, db = Http(), Database()
-    lines = []
+    lines: list[str] = []
     # One built graph, invoked as often as needed (even concurrently).
     for allowed in ("moon", "sun"):
         result = await dag.invoke(Services(http, db, allowed))
