@@ -17,6 +17,15 @@ from shapes import Graph
 
 T = TypeVar("T")
 
+#: a sample (or a check run) that has not finished after this many seconds is recorded as hung
+HANG_TIMEOUT = 10.0
+
+#: the clock of timed samples of zero-work shapes: wall time (``time.perf_counter``, as timeit),
+#: or, with ``run.py --clock cpu``, this process's CPU time (``time.process_time``), which a
+#: busy machine disturbs much less (time spent descheduled is not counted). Makespans of sleep
+#: graphs are always wall time.
+clock: Callable[[], float] = time.perf_counter
+
 
 class ValueMismatch(AssertionError):
     """A runner returned a sink value different from the plain-Python reference."""
@@ -72,14 +81,17 @@ def leaf_types(exc: BaseException) -> set[type]:
     return {type(e) for e in leaves_of(exc)}
 
 
-def describe_error(exc: BaseException) -> str:
-    """Short description; for exception groups, the distinct leaf exception types."""
+def describe_error(exc: BaseException, *, short: bool = False) -> str:
+    """Short description; for exception groups, the distinct leaf exception types. ``short``:
+    the types only, no message."""
     leaves = leaves_of(exc)
     names = sorted({type(e).__name__ for e in leaves})
     first = str(leaves[0]).splitlines()[0][:80] if leaves and str(leaves[0]) else ""
     kind = "+".join(names)
     if isinstance(exc, BaseExceptionGroup):
         kind = f"{type(exc).__name__}[{kind}]"
+    if short and not isinstance(exc, Hung):
+        return kind
     return f"{kind}: {first}" if first else kind
 
 
@@ -109,10 +121,37 @@ def task_factory(factory: Any) -> Iterator[None]:
         loop.set_task_factory(old)
 
 
-def isolated(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+class Hung(Exception):
+    """A runner did not finish within HANG_TIMEOUT seconds."""
+
+
+async def isolated(coro: Coroutine[Any, Any, T], timeout: float = HANG_TIMEOUT) -> T:
     """Run ``coro`` in a task of its own, so that a misbehaving runner (say, one whose task
-    group cancels its parent) cannot leave a cancellation pending on the harness's task."""
-    return asyncio.get_running_loop().create_task(coro)
+    group cancels its parent) cannot leave a cancellation pending on the harness's task, and
+    give up on it after ``timeout`` seconds (a runner that loses a RecursionError inside a task
+    may wait forever). Whatever the outcome, tasks the runner left behind are cancelled."""
+    task = asyncio.get_running_loop().create_task(coro)
+    try:
+        done, _ = await asyncio.wait([task], timeout=timeout)
+        if not done:
+            task.cancel()
+            await asyncio.wait([task], timeout=1.0)
+            raise Hung(f"no result within {timeout:g} s")
+        return task.result()
+    finally:
+        await drain_leftovers()
+
+
+async def drain_leftovers(timeout: float = 2.0) -> int:
+    """Cancel every task but ours and wait (a bounded time) for them to end; return how many
+    there were. Keeps a failed runner's debris out of the next runner's samples."""
+    me = asyncio.current_task()
+    left = [t for t in asyncio.all_tasks() if t is not me]
+    for t in left:
+        t.cancel()
+    if left:
+        await asyncio.wait(left, timeout=timeout)
+    return len(left)
 
 
 async def timed_sample(runner: Runner, invoke: Invoke, w: Workload) -> float:
@@ -121,57 +160,114 @@ async def timed_sample(runner: Runner, invoke: Invoke, w: Workload) -> float:
 
 
 async def _timed_sample(runner: Runner, invoke: Invoke, w: Workload) -> float:
+    now = time.perf_counter if w.graph.durations else clock
     ref = w.graph.reference
     count = w.count
+    before = asyncio.all_tasks()
     gc.collect()
     with task_factory(runner.task_factory), gc_disabled():
         if w.mode == "seq":
-            t0 = time.perf_counter()
+            t0 = now()
             for _ in range(count):
                 if await invoke() != ref:
                     raise ValueMismatch(f"{runner.name} on {w.name}: wrong sink value")
-            t1 = time.perf_counter()
+            t1 = now()
         else:
-            t0 = time.perf_counter()
+            t0 = now()
             values = await asyncio.gather(*[invoke() for _ in range(count)])
-            t1 = time.perf_counter()
+            t1 = now()
             if any(v != ref for v in values):
                 raise ValueMismatch(f"{runner.name} on {w.name}: wrong sink value")
+    if left := len(asyncio.all_tasks() - before):
+        raise AssertionError(f"{runner.name} on {w.name}: left {left} task(s) running")
     return (t1 - t0) / w.units
 
 
-async def checked_run(runner: Runner, invoke: Invoke, graph: Graph) -> None:
+async def _run_checked(runner: Runner, invoke: Invoke) -> tuple[Any, int]:
+    """One invoke, then how many tasks it started are still alive after it returned."""
+    before = asyncio.all_tasks()
+    with task_factory(runner.task_factory):
+        value = await invoke()
+    return value, len(asyncio.all_tasks() - before)
+
+
+async def checked_run(
+    runner: Runner, invoke: Invoke, graph: Graph, *, timeout: float = HANG_TIMEOUT
+) -> None:
     """One untimed invoke: checks the sink value and that no task was left behind."""
-    value = await isolated(_run_once(runner, invoke))
+    value, left = await isolated(_run_checked(runner, invoke), timeout)
     if value != graph.reference:
         raise ValueMismatch(
             f"{runner.name} on {graph.name}: sink value {value!r} != reference {graph.reference!r}"
         )
-    me = asyncio.current_task()
-    left = [t for t in asyncio.all_tasks() if t is not me]
     if left:
-        raise AssertionError(f"{runner.name} on {graph.name}: left {len(left)} task(s) running")
+        raise AssertionError(f"{runner.name} on {graph.name}: left {left} task(s) running")
 
 
 async def expect_failure(runner: Runner, invoke: Invoke, graph: Graph, exc: type) -> None:
     """One invoke of a graph with a failing node: it must raise (``exc`` among the leaves of
     what is raised) and leave no task behind."""
+    left: list[int] = []
+
+    async def run() -> None:
+        before = asyncio.all_tasks()
+        try:
+            with task_factory(runner.task_factory):
+                await invoke()
+        finally:
+            left.append(len(asyncio.all_tasks() - before))
+
     try:
-        await isolated(_run_once(runner, invoke))
+        await isolated(run())
+    except Hung:
+        raise
     except BaseException as e:
         if exc not in leaf_types(e):
             raise AssertionError(f"raised {describe_error(e)}, not {exc.__name__}") from e
     else:
         raise AssertionError(f"{runner.name} on {graph.name}: no exception raised")
+    if left and left[0]:
+        raise AssertionError(f"{runner.name} on {graph.name}: left {left[0]} task(s) running")
+
+
+async def expect_fail_fast(
+    runner: Runner, invoke: Invoke, graph: Graph, exc: type, *, within: float = 1.0
+) -> None:
+    """Like :func:`expect_failure`, on a graph whose other nodes sleep for seconds: the failure
+    must be raised within ``within`` seconds (the sleepers cancelled, none left running)."""
+    t0 = time.perf_counter()
+    await expect_failure(runner, invoke, graph, exc)
+    elapsed = time.perf_counter() - t0
+    if elapsed > within:
+        raise AssertionError(f"raised after {elapsed:.2f} s: not fail-fast")
+
+
+async def expect_cancel(runner: Runner, invoke: Invoke, *, after: float = 0.02) -> None:
+    """Cancel an invoke ``after`` seconds in (its nodes sleep for seconds): it must end promptly
+    with CancelledError and leave no task behind."""
     me = asyncio.current_task()
-    left = [t for t in asyncio.all_tasks() if t is not me]
-    if left:
-        raise AssertionError(f"{runner.name} on {graph.name}: left {len(left)} task(s) running")
+    before = asyncio.all_tasks()
 
+    async def run() -> None:
+        with task_factory(runner.task_factory):
+            await invoke()
 
-async def _run_once(runner: Runner, invoke: Invoke) -> Any:
-    with task_factory(runner.task_factory):
-        return await invoke()
+    task = asyncio.get_running_loop().create_task(run())
+    try:
+        await asyncio.sleep(after)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=2.0)
+        if not done:
+            raise Hung("still running 2 s after being cancelled")
+        if not task.cancelled():
+            e = task.exception()
+            how = describe_error(e) if e else "a value"
+            raise AssertionError(f"ended with {how}, not cancelled")
+        left = len(asyncio.all_tasks() - before - {me})
+        if left:
+            raise AssertionError(f"left {left} task(s) running after cancellation")
+    finally:
+        await drain_leftovers()
 
 
 def prepare_all(
@@ -238,34 +334,31 @@ async def measure_sleep(runners: Sequence[Runner], graphs: Sequence[Graph]) -> l
             try:
                 w = Workload(g.name, g, per="invoke")
                 makespan = await timed_sample(r, invokes[r.name], w)
-                me = asyncio.current_task()
-                if any(t is not me for t in asyncio.all_tasks()):
-                    raise AssertionError("tasks left running")
                 row.samples.append(makespan / cp)
             except Exception as e:
                 row.error = describe_error(e)
     return [rows[r.name] for r in runners]
 
 
-async def measure_memory(runners: Sequence[Runner], graph: Graph) -> list[tuple[str, str]]:
-    """Peak bytes allocated per node during one (untimed, warmed-up) run, via tracemalloc."""
-    out: list[tuple[str, str]] = []
+async def measure_memory(runners: Sequence[Runner], graph: Graph) -> dict[str, float | str]:
+    """Peak bytes allocated per node during one (untimed, warmed-up) run, via tracemalloc;
+    a string says why a runner has no figure."""
+    out: dict[str, float | str] = {}
     invokes, rows = prepare_all(runners, graph)
-    by_name = {r.name: r for r in runners}
     for r in runners:
         row = rows[r.name]
         if r.name not in invokes:
-            out.append((r.name, f"skipped: {row.skipped}" if row.skipped else str(row.error)))
+            out[r.name] = f"skipped: {row.skipped}" if row.skipped else str(row.error)
             continue
         try:
-            await checked_run(by_name[r.name], invokes[r.name], graph)
+            await checked_run(r, invokes[r.name], graph)
             gc.collect()
             value, base, peak = await isolated(_traced_run(r, invokes[r.name]))
             if value != graph.reference:
                 raise ValueMismatch("wrong sink value")
-            out.append((r.name, f"{(peak - base) / graph.n:,.0f}"))
+            out[r.name] = (peak - base) / graph.n
         except Exception as e:
-            out.append((r.name, describe_error(e)))
+            out[r.name] = describe_error(e)
     return out
 
 

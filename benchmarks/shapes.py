@@ -174,11 +174,61 @@ async def boom(*xs: int) -> int:
     raise Boom("boom")
 
 
-def failing(n: int = 40, bad: int = 20, seed: int = 5) -> Graph:
-    """A random DAG whose node ``bad`` raises :class:`Boom` (for the self-check)."""
+async def late_boom(*xs: int) -> int:
+    await asyncio.sleep(0.005)
+    raise Boom("late boom")
+
+
+def failing_while_others_sleep(sleep: float = 5.0) -> Graph:
+    """Two roots sleep ``sleep`` seconds while a third node fails after 5 ms: a fail-fast runner
+    raises at once, cancelling the sleepers, and leaves nothing running."""
+    return Graph(
+        "failfast",
+        ((), (), (), (0, 1, 2)),
+        (make_sleeper(sleep), make_sleeper(sleep), late_boom, f),
+    )
+
+
+def sleepers(sleep: float = 5.0) -> Graph:
+    """Three long sleeping roots and a sink: for the cancellation check."""
+    return Graph(
+        "sleepers",
+        ((), (), (), (0, 1, 2)),
+        (make_sleeper(sleep), make_sleeper(sleep), make_sleeper(sleep), f),
+        (sleep, sleep, sleep, 0.0),
+    )
+
+
+def comb(k: int) -> Graph:
+    """A chain c0 -> c1 -> ... -> ck where every chain node also feeds a leaf listed *before*
+    the next chain node; every leaf and the last chain node feed the sink. When c_j finishes,
+    its leaf is the first ready dependent and c_(j+1) the second: a scheduler that continues
+    with the first and starts the second as an eager task nests one eager start per chain node,
+    unless it bounds the nesting (the RecursionError trap)."""
+    ins: list[list[int]] = [[]]
+    last, leaves = 0, []
+    for _ in range(k):
+        leaves.append(len(ins))
+        ins.append([last])
+        ins.append([last])
+        last = len(ins) - 1
+    ins.append([*leaves, last])
+    return _graph(f"comb{k}", ins)
+
+
+async def boom_now(*xs: int) -> int:
+    raise Boom("boom")
+
+
+def failing(n: int = 40, bad: int = 20, seed: int = 5, *, immediate: bool = False) -> Graph:
+    """A random DAG whose node ``bad`` raises :class:`Boom` (for the self-check), after one
+    suspension, or at once if ``immediate`` (then, under eager tasks, while other nodes' starts
+    are still on the stack)."""
     ins = random_inputs(n, random.Random(seed))
-    funcs = tuple(boom if i == bad else f for i in range(n))
-    return Graph(f"failing{n}", tuple(tuple(x) for x in ins), funcs)
+    bad_fn = boom_now if immediate else boom
+    funcs = tuple(bad_fn if i == bad else f for i in range(n))
+    name = f"failing{n}" + ("_now" if immediate else "")
+    return Graph(name, tuple(tuple(x) for x in ins), funcs)
 
 
 def options_graphs(n: int = 1000, every: int = 10, seed: int = 4321) -> tuple[Graph, Graph, Graph]:

@@ -76,17 +76,21 @@ class DagError(ExceptionGroup[Exception]):
         return DagError(self.message, excs, kept)
 
 
+_WHY_NO_RESULT = {
+    "PENDING": " (it did not run: not needed for targets=, or the run stopped first)",
+    "SKIPPED": " (a node it depends on failed)",
+    "CANCELLED": " (the run stopped while it was running)",
+}
+
+
 class NodeNotCompletedError(Exception):
     """A result was asked of a node that did not succeed in that run."""
 
-    def __init__(self, node_name: str, status: NodeStatus) -> None:
+    def __init__(self, node_name: str, status: NodeStatus, *, has_cause: bool = False) -> None:
+        why = " (its exception is the __cause__ of this error)" if has_cause else ""
         super().__init__(
             f"node {node_name!r} has no result: its status is {status.name}"
-            + (
-                " (its exception is the __cause__ of this error)"
-                if status.name in ("FAILED", "CANCELLED")
-                else ""
-            )
+            + (why or _WHY_NO_RESULT.get(status.name, ""))
         )
         self.node_name = node_name
         self.status = status

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import TYPE_CHECKING, Any, cast
 
+from .errors import NodeCancelledError
+
 if TYPE_CHECKING:
     from .scheduler import _Run
 
@@ -139,8 +141,12 @@ def _async_cm_exit(cm: Any) -> Callable[[BaseException | None], Awaitable[None]]
         # so it is ignored.
         if exc is None:
             await cm.__aexit__(None, None, None)
-        else:
+            return
+        try:
             await cm.__aexit__(type(exc), exc, exc.__traceback__)
+        except BaseException as raised:
+            if not _is_same(raised, exc):
+                raise  # re-raising the run's failure is not a cleanup failure of its own
 
     return exit_
 
@@ -149,8 +155,12 @@ def _cm_exit(cm: Any) -> Callable[[BaseException | None], Awaitable[None]]:
     async def exit_(exc: BaseException | None) -> None:
         if exc is None:
             cm.__exit__(None, None, None)
-        else:
+            return
+        try:
             cm.__exit__(type(exc), exc, exc.__traceback__)
+        except BaseException as raised:
+            if not _is_same(raised, exc):
+                raise
 
     return exit_
 
@@ -159,6 +169,11 @@ def _run_failure(run: _Run) -> BaseException | None:
     """What a fail-fast, cancelled or timed-out run throws into every open resource."""
     if run.fail_fast and run.first_failure is not None:
         return run.first_failure
+    # Continue mode stopped by a BaseException (KeyboardInterrupt, SystemExit, ...): the run was
+    # aborted and its running nodes cancelled, so no resource may close as if all went well.
+    fatal = next((e for e in run.failed.values() if not isinstance(e, Exception)), None)
+    if fatal is not None:
+        return fatal
     if run.cancelled is not None:
         return run.cancelled
     if run.timed_out:
@@ -179,6 +194,15 @@ async def clean_node(run: _Run, i: int, cleanups: list[Cleanup], exc: BaseExcept
                 async with asyncio.timeout(limit):
                     await cleanup(exc)
         except BaseException as err:
+            if isinstance(err, asyncio.CancelledError):
+                # Cleanups are never cancelled (shielded; cleanup_timeout= raises TimeoutError):
+                # this one raised CancelledError by itself. It is a failure, and must not make
+                # invoke() look cancelled (SPEC section 9).
+                wrapped = NodeCancelledError(
+                    f"node {run.plan.specs[i].name!r}: its {phase} raised CancelledError by itself"
+                )
+                wrapped.__cause__ = err
+                err = wrapped
             run.record(i, phase, err)
 
 

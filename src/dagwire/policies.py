@@ -67,7 +67,11 @@ class Retry:
 
     def delay(self, retry_number: int) -> float:
         """Seconds to wait before retry `retry_number` (1 = before the second call)."""
-        base = min(self.initial_delay * self.backoff ** (retry_number - 1), self.max_delay)
+        try:
+            grown = self.initial_delay * self.backoff ** (retry_number - 1)
+        except OverflowError:  # backoff ** k beyond float range: far past any cap
+            grown = self.max_delay if self.initial_delay else 0.0
+        base = min(grown, self.max_delay)
         if self.jitter:
             base *= (self.rng or default_rng).uniform(0.5, 1.0)
         return base

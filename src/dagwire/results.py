@@ -91,7 +91,7 @@ class ExecutionResult(Generic[P]):
             value: T = self._values[i]
             return value
         cause = next((f.error for f in self._errors if f.node == node.name), None)
-        raise NodeNotCompletedError(node.name, status) from cause
+        raise NodeNotCompletedError(node.name, status, has_cause=cause is not None) from cause
 
     def status(self, node: Node[Any]) -> NodeStatus:
         return self._statuses[self._index(node)]

@@ -191,15 +191,19 @@ class _Run:
             if r != inline:
                 self.spawn(r)
         if inline >= 0 and not self.aborted:
+            task = self.invoke_task
+            base = task.cancelling() if task is not None else 0
             self.inline = 1
             try:
                 await self.drive(inline)
             finally:
-                cancelled_by_abort, self.inline = self.inline == 2, 0
-            if cancelled_by_abort and self.invoke_task is not None:
-                # Take back the cancel that abort() sent to stop the inline node; if the caller
-                # cancelled us as well meanwhile, that one still counts.
-                if self.invoke_task.uncancel() and self.cancelled is None:
+                cancelled_by_abort = self.end_inline()
+            if task is not None:
+                if cancelled_by_abort:
+                    task.uncancel()  # take back the cancel abort() sent to stop the inline node
+                if task.cancelling() > base and self.cancelled is None:
+                    # The caller cancelled us meanwhile (maybe while the run was already
+                    # aborting, so the node counted it as the abort's): that still counts.
                     self.cancelled = CancelledError()
         if self.left and not self.aborted:
             self.waiter = self.loop.create_future()
@@ -216,6 +220,11 @@ class _Run:
             await self.shielded(self.drain_releases())
         if self.cleanups:
             await self.shielded(lifecycle.run_cleanups(self))
+
+    def end_inline(self) -> bool:
+        """The invoke task stopped running nodes; return whether abort() had cancelled it."""
+        cancelled_by_abort, self.inline = self.inline == 2, 0
+        return cancelled_by_abort
 
     def spawn(self, i: int) -> None:
         if self.aborted:
@@ -393,10 +402,12 @@ class _Run:
         if times is not None:
             times[i] = [time.perf_counter() - self.started_at, 0.0]
         try:
-            if opts.post is not None:
-                # post runs for every node whose pre started, or (no pre) whose body started.
-                self.add_cleanup(i, lifecycle.post_hook(opts.post, opts.post_takes_param, self))
             if opts.pre is not None:
+                if opts.post is not None:
+                    # post runs for every node whose pre started (without pre: see body()).
+                    self.add_cleanup(
+                        i, lifecycle.post_hook(opts.post, opts.post_takes_param, self)
+                    )
                 self.phase[i] = "pre"
                 await lifecycle.call_hook(opts.pre, opts.pre_takes_param, self.params)
             self.phase[i] = "setup" if spec.kind is NodeKind.RESOURCE else "body"
@@ -516,6 +527,12 @@ class _Run:
         fn = spec.fn
         assert fn is not None
         args = self.args(i)
+        if opts.post is not None and opts.pre is None:
+            # Without pre, post runs iff the body started: registered at the first attempt
+            # that reaches the body (not while waiting for a limiter or refused by a breaker).
+            own = self.cleanups.get(i) if self.cleanups is not None else None
+            if not own or all(phase != "post" for phase, _ in own):
+                self.add_cleanup(i, lifecycle.post_hook(opts.post, opts.post_takes_param, self))
         if spec.kind is NodeKind.RESOURCE:
             return await lifecycle.enter_resource(self, i, fn, args)
         if opts.executor is not None:
