@@ -501,6 +501,35 @@ async def test_self_raised_cancelled_error_is_a_failure(where: str) -> None:
     assert isinstance(not_done.value.__cause__, NodeCancelledError)
 
 
+async def test_self_raised_cancelled_error_right_after_an_abort_is_reported() -> None:
+    gate = asyncio.Event()
+    first = ValueError("first")
+
+    async def fails() -> None:
+        await gate.wait()
+        raise first
+
+    async def self_cancels() -> None:
+        await gate.wait()  # woken together with `fails`, before the abort's cancel arrives
+        raise CancelledError("raised by the body itself")
+
+    async def opener() -> None:
+        await asyncio.sleep(0.01)
+        gate.set()
+
+    with build_dag() as dag:
+        a = dag.add_node(fails)
+        b = dag.add_node(self_cancels)
+        dag.add_node(opener)
+
+    with pytest.raises(DagError) as caught:
+        await finishes(dag.invoke(None))
+    assert set(caught.value.failures) == {a.name, b.name}
+    wrapped = caught.value.failures[b.name]
+    assert isinstance(wrapped, NodeCancelledError)
+    assert isinstance(wrapped.__cause__, CancelledError)
+
+
 # -- 10,000-node chains that fail ----------------------------------------------------------
 
 CHAIN = 10_000

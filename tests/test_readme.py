@@ -1,4 +1,4 @@
-"""The README's Python examples run, and type-check under mypy --strict, as users would copy them."""
+"""The README's Python examples run, and type-check with mypy --strict, as users copy them."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_readme_example_runs(index: int, tmp_path: Path) -> None:
 
 
 def test_readme_examples_type_check(tmp_path: Path) -> None:
-    files = []
+    files: list[str] = []
     for index, block in enumerate(BLOCKS):
         script = tmp_path / f"readme_{index}.py"
         script.write_text(block, encoding="utf-8")

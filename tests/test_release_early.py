@@ -178,7 +178,7 @@ async def test_users_outside_targets_are_not_waited_for() -> None:
 
 def test_release_is_for_resources_only() -> None:
     with build_dag() as dag, pytest.raises(DagDefinitionError, match="add_resource"):
-        dag.add_node(lambda: 1, release="early")
+        dag.add_node(lambda: 1, release="early")  # type: ignore[call-overload]  # under test
 
 
 def test_release_value_is_checked() -> None:
@@ -186,4 +186,4 @@ def test_release_value_is_checked() -> None:
         yield 1
 
     with build_dag() as dag, pytest.raises(DagDefinitionError, match="'end' or 'early'"):
-        dag.add_resource(res, release="soon")  # type: ignore[arg-type]  # the misuse under test
+        dag.add_resource(res, release="soon")  # type: ignore[call-overload]  # the misuse under test

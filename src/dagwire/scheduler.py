@@ -45,10 +45,21 @@ _NOT_IN_RUN = 1 << 60  # an in-degree that never reaches zero: the node does not
 _MAX_EAGER_NESTING = 16  # eager task starts nest on the C stack: bound them (no RecursionError)
 _DEFAULT_OPTIONS = NodeOptions()
 
+_EAGER: bool = sys.version_info >= (3, 12)
 if sys.version_info >= (3, 12):
     _eager_task = asyncio.eager_task_factory
 else:  # pragma: no cover - exercised on 3.11 only
     _eager_task = None
+
+
+class Stopped(CancelledError):
+    """Raised by the run itself to stop a node that resumes after a fail-fast abort.
+
+    An abort's cancellation reaches the nodes one loop iteration later (see `_Run.abort`); a
+    node that resumes in between (a limiter slot, a retry delay or a `pre` hook that ended)
+    must not start its body: raise this. `fail()` counts it as CANCELLED, never as a failure,
+    unlike a CancelledError that a body raises by itself.
+    """
 
 
 async def run_plan(
@@ -184,9 +195,11 @@ class _Run:
     async def execute(self, timeout: float | None) -> None:
         timer = None if timeout is None else self.loop.call_later(timeout, self.on_timeout)
         roots = self.roots
-        # Run the first root inline in the caller's task (one task fewer); with a timeout every
-        # node gets a task so that the timer can cancel them without cancelling the caller.
-        inline = roots[0] if roots and timer is None else -1
+        # Run one root inline in the caller's task (one task fewer); with a timeout every node
+        # gets a task so that the timer can cancel them without cancelling the caller. Roots
+        # start in definition order: plain tasks start after the inline root suspends, eager
+        # ones run at once, so the inline root is the first one, or with eager tasks the last.
+        inline = -1 if not roots or timer is not None else roots[-1 if _EAGER else 0]
         for r in roots:
             if r != inline:
                 self.spawn(r)
@@ -254,8 +267,8 @@ class _Run:
                 else:
                     if get is None:
                         value = fn()
-                    elif get.__class__ is int:
-                        value = fn(values[get])  # type: ignore[index]  # int getter: one slot
+                    elif get.__class__ is int:  # faster than isinstance; pyright can't narrow it
+                        value = fn(values[get])  # pyright: ignore[reportCallIssue, reportArgumentType]
                     else:
                         value = fn(*get(values))  # type: ignore[operator]  # itemgetter
                     if mode == ASYNC or isawaitable(value):
@@ -286,8 +299,10 @@ class _Run:
         status = self.status
         if isinstance(exc, CancelledError):
             task = asyncio.current_task()
+            # Only a cancel request on this task makes it a cancellation: after an abort, a
+            # node woken before the abort's cancel arrived may still raise one by itself.
             requested = task is not None and task.cancelling() > 0
-            if self.aborted or requested:
+            if requested or isinstance(exc, Stopped):
                 status[i] = NodeStatus.CANCELLED
                 if not self.aborted:  # the caller (or the loop) cancelled us: stop the run
                     self.cancelled = exc
@@ -500,6 +515,8 @@ class _Run:
                 raise
         breaker = opts.breaker
         try:
+            if self.aborted:  # woken (limiter slot, retry delay, pre) before the abort's cancel
+                raise Stopped
             if breaker is not None:
                 breaker.before_call()
             try:
