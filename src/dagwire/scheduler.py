@@ -420,9 +420,7 @@ class _Run:
             if opts.pre is not None:
                 if opts.post is not None:
                     # post runs for every node whose pre started (without pre: see body()).
-                    self.add_cleanup(
-                        i, lifecycle.post_hook(opts.post, opts.post_takes_param, self)
-                    )
+                    self.add_cleanup(i, lifecycle.post_hook(opts.post, opts.post_takes_param, self))
                 self.phase[i] = "pre"
                 await lifecycle.call_hook(opts.pre, opts.pre_takes_param, self.params)
             self.phase[i] = "setup" if spec.kind is NodeKind.RESOURCE else "body"
