@@ -79,1040 +79,473 @@ class TypedAdders(Generic[P]):
 
     @overload
     def add_node(
-        self,
-        fn: Callable[[], Awaitable[R]],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[], Awaitable[R]], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(self, fn: Callable[[], R], /, **options: Unpack[AddNodeOptions]) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[P], Awaitable[R]],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[P], Awaitable[R]], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(self, fn: Callable[[P], R], /, **options: Unpack[AddNodeOptions]) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1], Awaitable[R]],
-        a1: Node[T1],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1], Awaitable[R]], a1: Node[T1], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1], R],
-        a1: Node[T1],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1], R], a1: Node[T1], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1], Awaitable[R]],
-        a1: Node[T1] | T1,
-        /,
+        self, fn: Callable[[T1], Awaitable[R]], a1: Node[T1] | T1, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1], R],
-        a1: Node[T1] | T1,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1], R], a1: Node[T1] | T1, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, P], Awaitable[R]],
-        a1: Node[T1],
-        /,
+        self, fn: Callable[[T1, P], Awaitable[R]], a1: Node[T1], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, P], R],
-        a1: Node[T1],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, P], R], a1: Node[T1], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, P], Awaitable[R]],
-        a1: Node[T1] | T1,
-        /,
+        self, fn: Callable[[T1, P], Awaitable[R]], a1: Node[T1] | T1, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, P], R],
-        a1: Node[T1] | T1,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, P], R], a1: Node[T1] | T1, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        /,
+        self, fn: Callable[[T1, T2], Awaitable[R]], a1: Node[T1], a2: Node[T2], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        /,
+        self, fn: Callable[[T1, T2], R], a1: Node[T1], a2: Node[T2], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        /,
+        self, fn: Callable[[T1, T2], Awaitable[R]], a1: Node[T1] | T1, a2: Node[T2] | T2, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        /,
+        self, fn: Callable[[T1, T2], R], a1: Node[T1] | T1, a2: Node[T2] | T2, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, P], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        /,
+        self, fn: Callable[[T1, T2, P], Awaitable[R]], a1: Node[T1], a2: Node[T2], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, P], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        /,
+        self, fn: Callable[[T1, T2, P], R], a1: Node[T1], a2: Node[T2], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, P], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        /,
+        self, fn: Callable[[T1, T2, P], Awaitable[R]], a1: Node[T1] | T1, a2: Node[T2] | T2, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, P], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        /,
+        self, fn: Callable[[T1, T2, P], R], a1: Node[T1] | T1, a2: Node[T2] | T2, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3], Awaitable[R]], a1: Node[T1], a2: Node[T2], a3: Node[T3],
+        /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        /,
+        self, fn: Callable[[T1, T2, T3], R], a1: Node[T1], a2: Node[T2], a3: Node[T3], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3], Awaitable[R]], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3], R], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, P], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, P], Awaitable[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, P], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        /,
+        self, fn: Callable[[T1, T2, T3, P], R], a1: Node[T1], a2: Node[T2], a3: Node[T3], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, P], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, P], Awaitable[R]], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, P], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, P], R], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4], Awaitable[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4], R], a1: Node[T1], a2: Node[T2], a3: Node[T3],
+        a4: Node[T4], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4], Awaitable[R]], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, a4: Node[T4] | T4, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4], R], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, a4: Node[T4] | T4, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, P], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, P], Awaitable[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, P], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, P], R], a1: Node[T1], a2: Node[T2], a3: Node[T3],
+        a4: Node[T4], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, P], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, P], Awaitable[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, P], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, P], R], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, a4: Node[T4] | T4, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5], Awaitable[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5], R], a1: Node[T1], a2: Node[T2], a3: Node[T3],
+        a4: Node[T4], a5: Node[T5], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5], Awaitable[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5], R], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, P], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, P], Awaitable[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, P], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, P], R], a1: Node[T1], a2: Node[T2], a3: Node[T3],
+        a4: Node[T4], a5: Node[T5], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, P], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, P], Awaitable[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, P], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, P], R], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6], Awaitable[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6], R], a1: Node[T1], a2: Node[T2], a3: Node[T3],
+        a4: Node[T4], a5: Node[T5], a6: Node[T6], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6], Awaitable[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6], R], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, a6: Node[T6] | T6, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, P], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, P], Awaitable[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, P], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, P], R], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, P], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, P], Awaitable[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, P], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, P], R], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, a6: Node[T6] | T6, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        a7: Node[T7],
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7], Awaitable[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        a7: Node[T7],
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7], R], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        a7: Node[T7] | T7,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7], Awaitable[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, a7: Node[T7] | T7, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        a7: Node[T7] | T7,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7], R], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, a6: Node[T6] | T6,
+        a7: Node[T7] | T7, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, P], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        a7: Node[T7],
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, P], Awaitable[R]], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, P], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        a7: Node[T7],
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, P], R], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, P], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        a7: Node[T7] | T7,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, P], Awaitable[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, a7: Node[T7] | T7, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, P], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        a7: Node[T7] | T7,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, P], R], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, a7: Node[T7] | T7, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        a7: Node[T7],
-        a8: Node[T8],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8], Awaitable[R]], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7],
+        a8: Node[T8], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        a7: Node[T7],
-        a8: Node[T8],
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8], R], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7], a8: Node[T8], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        a7: Node[T7] | T7,
-        a8: Node[T8] | T8,
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8], Awaitable[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        a7: Node[T7] | T7,
-        a8: Node[T8] | T8,
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8], R], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, P], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        a7: Node[T7],
-        a8: Node[T8],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, P], Awaitable[R]], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7],
+        a8: Node[T8], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, P], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        a7: Node[T7],
-        a8: Node[T8],
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, P], R], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7], a8: Node[T8], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, P], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        a7: Node[T7] | T7,
-        a8: Node[T8] | T8,
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, P], Awaitable[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, P], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        a7: Node[T7] | T7,
-        a8: Node[T8] | T8,
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, P], R], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        a7: Node[T7],
-        a8: Node[T8],
-        a9: Node[T9],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9], Awaitable[R]], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7],
+        a8: Node[T8], a9: Node[T9], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        a7: Node[T7],
-        a8: Node[T8],
-        a9: Node[T9],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9], R], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7], a8: Node[T8],
+        a9: Node[T9], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        a7: Node[T7] | T7,
-        a8: Node[T8] | T8,
-        a9: Node[T9] | T9,
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9], Awaitable[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8, a9: Node[T9] | T9, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        a7: Node[T7] | T7,
-        a8: Node[T8] | T8,
-        a9: Node[T9] | T9,
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9], R], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8, a9: Node[T9] | T9, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, P], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        a7: Node[T7],
-        a8: Node[T8],
-        a9: Node[T9],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, P], Awaitable[R]], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7],
+        a8: Node[T8], a9: Node[T9], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, P], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        a7: Node[T7],
-        a8: Node[T8],
-        a9: Node[T9],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, P], R], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7], a8: Node[T8],
+        a9: Node[T9], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, P], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        a7: Node[T7] | T7,
-        a8: Node[T8] | T8,
-        a9: Node[T9] | T9,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, P], Awaitable[R]],
+        a1: Node[T1] | T1, a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4,
+        a5: Node[T5] | T5, a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8,
+        a9: Node[T9] | T9, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, P], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        a7: Node[T7] | T7,
-        a8: Node[T8] | T8,
-        a9: Node[T9] | T9,
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, P], R], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8, a9: Node[T9] | T9, /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        a7: Node[T7],
-        a8: Node[T8],
-        a9: Node[T9],
-        a10: Node[T10],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10], Awaitable[R]], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7],
+        a8: Node[T8], a9: Node[T9], a10: Node[T10], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        a7: Node[T7],
-        a8: Node[T8],
-        a9: Node[T9],
-        a10: Node[T10],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10], R], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7],
+        a8: Node[T8], a9: Node[T9], a10: Node[T10], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        a7: Node[T7] | T7,
-        a8: Node[T8] | T8,
-        a9: Node[T9] | T9,
-        a10: Node[T10] | T10,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10], Awaitable[R]],
+        a1: Node[T1] | T1, a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4,
+        a5: Node[T5] | T5, a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8,
+        a9: Node[T9] | T9, a10: Node[T10] | T10, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        a7: Node[T7] | T7,
-        a8: Node[T8] | T8,
-        a9: Node[T9] | T9,
-        a10: Node[T10] | T10,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10], R], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8, a9: Node[T9] | T9,
+        a10: Node[T10] | T10, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, P], Awaitable[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        a7: Node[T7],
-        a8: Node[T8],
-        a9: Node[T9],
-        a10: Node[T10],
-        /,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, P], Awaitable[R]],
+        a1: Node[T1], a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6],
+        a7: Node[T7], a8: Node[T8], a9: Node[T9], a10: Node[T10], /,
         **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, P], R],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        a7: Node[T7],
-        a8: Node[T8],
-        a9: Node[T9],
-        a10: Node[T10],
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, P], R], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7],
+        a8: Node[T8], a9: Node[T9], a10: Node[T10], /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, P], Awaitable[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        a7: Node[T7] | T7,
-        a8: Node[T8] | T8,
-        a9: Node[T9] | T9,
-        a10: Node[T10] | T10,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, P], Awaitable[R]],
+        a1: Node[T1] | T1, a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4,
+        a5: Node[T5] | T5, a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8,
+        a9: Node[T9] | T9, a10: Node[T10] | T10, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, P], R],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        a7: Node[T7] | T7,
-        a8: Node[T8] | T8,
-        a9: Node[T9] | T9,
-        a10: Node[T10] | T10,
-        /,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, P], R], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8, a9: Node[T9] | T9,
+        a10: Node[T10] | T10, /, **options: Unpack[AddNodeOptions],
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self,
-        fn: Callable[..., object],
-        a1: object,
-        a2: object,
-        a3: object,
-        a4: object,
-        a5: object,
-        a6: object,
-        a7: object,
-        a8: object,
-        a9: object,
-        a10: object,
-        a11: object,
-        /,
-        *inputs: object,
-        **options: Unpack[AddNodeOptions],
+        self, fn: Callable[..., object], a1: object, a2: object, a3: object, a4: object,
+        a5: object, a6: object, a7: object, a8: object, a9: object, a10: object, a11: object, /,
+        *inputs: object, **options: Unpack[AddNodeOptions],
     ) -> Node[Any]: ...
     def add_node(self, fn: Callable[..., object], /, *inputs: object, **options: Any) -> Node[Any]:
         """Call `fn` with `inputs` (nodes or constants)."""
@@ -1120,557 +553,284 @@ class TypedAdders(Generic[P]):
 
     @overload
     def add_resource(
-        self,
-        factory: Callable[[], Entered[R]],
-        /,
+        self, factory: Callable[[], Entered[R]], /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[], Yielded[R]], /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[P], Entered[R]], /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[P], Yielded[R]], /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1], Entered[R]], a1: Node[T1], /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[], Yielded[R]],
-        /,
+        self, factory: Callable[[T1], Yielded[R]], a1: Node[T1], /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[P], Entered[R]],
-        /,
+        self, factory: Callable[[T1], Entered[R]], a1: Node[T1] | T1, /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[P], Yielded[R]],
-        /,
+        self, factory: Callable[[T1], Yielded[R]], a1: Node[T1] | T1, /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1], Entered[R]],
-        a1: Node[T1],
-        /,
+        self, factory: Callable[[T1, P], Entered[R]], a1: Node[T1], /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1], Yielded[R]],
-        a1: Node[T1],
-        /,
+        self, factory: Callable[[T1, P], Yielded[R]], a1: Node[T1], /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1], Entered[R]],
-        a1: Node[T1] | T1,
-        /,
+        self, factory: Callable[[T1, P], Entered[R]], a1: Node[T1] | T1, /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1], Yielded[R]],
-        a1: Node[T1] | T1,
-        /,
+        self, factory: Callable[[T1, P], Yielded[R]], a1: Node[T1] | T1, /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, P], Entered[R]],
-        a1: Node[T1],
-        /,
+        self, factory: Callable[[T1, T2], Entered[R]], a1: Node[T1], a2: Node[T2], /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, P], Yielded[R]],
-        a1: Node[T1],
-        /,
+        self, factory: Callable[[T1, T2], Yielded[R]], a1: Node[T1], a2: Node[T2], /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, P], Entered[R]],
-        a1: Node[T1] | T1,
-        /,
+        self, factory: Callable[[T1, T2], Entered[R]], a1: Node[T1] | T1, a2: Node[T2] | T2, /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, P], Yielded[R]],
-        a1: Node[T1] | T1,
-        /,
+        self, factory: Callable[[T1, T2], Yielded[R]], a1: Node[T1] | T1, a2: Node[T2] | T2, /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2], Entered[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        /,
+        self, factory: Callable[[T1, T2, P], Entered[R]], a1: Node[T1], a2: Node[T2], /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2], Yielded[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        /,
+        self, factory: Callable[[T1, T2, P], Yielded[R]], a1: Node[T1], a2: Node[T2], /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2], Entered[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        /,
+        self, factory: Callable[[T1, T2, P], Entered[R]], a1: Node[T1] | T1, a2: Node[T2] | T2, /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2], Yielded[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        /,
+        self, factory: Callable[[T1, T2, P], Yielded[R]], a1: Node[T1] | T1, a2: Node[T2] | T2, /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2, P], Entered[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        /,
+        self, factory: Callable[[T1, T2, T3], Entered[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3], Yielded[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3], Entered[R]], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3], Yielded[R]], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3, P], Entered[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3, P], Yielded[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3, P], Entered[R]], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3, P], Yielded[R]], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3, T4], Entered[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3, T4], Yielded[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3, T4], Entered[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2, P], Yielded[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        /,
+        self, factory: Callable[[T1, T2, T3, T4], Yielded[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2, P], Entered[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        /,
+        self, factory: Callable[[T1, T2, T3, T4, P], Entered[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3, T4, P], Yielded[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3, T4, P], Entered[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2, P], Yielded[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        /,
+        self, factory: Callable[[T1, T2, T3, T4, P], Yielded[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3], Entered[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        /,
+        self, factory: Callable[[T1, T2, T3, T4, T5], Entered[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3, T4, T5], Yielded[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3, T4, T5], Entered[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3], Yielded[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        /,
+        self, factory: Callable[[T1, T2, T3, T4, T5], Yielded[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3], Entered[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        /,
+        self, factory: Callable[[T1, T2, T3, T4, T5, P], Entered[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3, T4, T5, P], Yielded[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3, T4, T5, P], Entered[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3], Yielded[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        /,
+        self, factory: Callable[[T1, T2, T3, T4, T5, P], Yielded[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, P], Entered[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        /,
+        self, factory: Callable[[T1, T2, T3, T4, T5, T6], Entered[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, P], Yielded[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        /,
+        self, factory: Callable[[T1, T2, T3, T4, T5, T6], Yielded[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, P], Entered[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        /,
+        self, factory: Callable[[T1, T2, T3, T4, T5, T6], Entered[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3, T4, T5, T6], Yielded[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, /, **options: Unpack[AddResourceOptions],
+    ) -> Node[R]: ...
+    @overload
+    def add_resource(
+        self, factory: Callable[[T1, T2, T3, T4, T5, T6, P], Entered[R]], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, P], Yielded[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        /,
+        self, factory: Callable[[T1, T2, T3, T4, T5, T6, P], Yielded[R]], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], /,
         **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4], Entered[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        /,
-        **options: Unpack[AddResourceOptions],
+        self, factory: Callable[[T1, T2, T3, T4, T5, T6, P], Entered[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, /, **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4], Yielded[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        /,
-        **options: Unpack[AddResourceOptions],
+        self, factory: Callable[[T1, T2, T3, T4, T5, T6, P], Yielded[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, /, **options: Unpack[AddResourceOptions],
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4], Entered[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4], Yielded[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, P], Entered[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, P], Yielded[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, P], Entered[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, P], Yielded[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, T5], Entered[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, T5], Yielded[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, T5], Entered[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, T5], Yielded[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, T5, P], Entered[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, T5, P], Yielded[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, T5, P], Entered[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, T5, P], Yielded[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, T5, T6], Entered[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, T5, T6], Yielded[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, T5, T6], Entered[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, T5, T6], Yielded[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, T5, T6, P], Entered[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, T5, T6, P], Yielded[R]],
-        a1: Node[T1],
-        a2: Node[T2],
-        a3: Node[T3],
-        a4: Node[T4],
-        a5: Node[T5],
-        a6: Node[T6],
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, T5, T6, P], Entered[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[[T1, T2, T3, T4, T5, T6, P], Yielded[R]],
-        a1: Node[T1] | T1,
-        a2: Node[T2] | T2,
-        a3: Node[T3] | T3,
-        a4: Node[T4] | T4,
-        a5: Node[T5] | T5,
-        a6: Node[T6] | T6,
-        /,
-        **options: Unpack[AddResourceOptions],
-    ) -> Node[R]: ...
-    @overload
-    def add_resource(
-        self,
-        factory: Callable[..., object],
-        a1: object,
-        a2: object,
-        a3: object,
-        a4: object,
-        a5: object,
-        a6: object,
-        a7: object,
-        /,
-        *inputs: object,
+        self, factory: Callable[..., object], a1: object, a2: object, a3: object, a4: object,
+        a5: object, a6: object, a7: object, /, *inputs: object,
         **options: Unpack[AddResourceOptions],
     ) -> Node[Any]: ...
     def add_resource(
-        self,
-        factory: Callable[..., object],
-        /,
-        *inputs: object,
-        **options: Any,
+        self, factory: Callable[..., object], /, *inputs: object, **options: Any,
     ) -> Node[Any]:
         """What `factory(*inputs)` yields or enters, released after its users."""
         return self._add(NodeKind.RESOURCE, factory, inputs, options)
