@@ -1,0 +1,1 @@
+"""Property-based reliability suite (SPEC section 9): random graphs, failures and cancellations."""

@@ -1,0 +1,45 @@
+"""Hypothesis profiles of the reliability suite, chosen with `DAGWIRE_RELIABILITY`.
+
+- "ci" (default): derandomized, so every run of the suite checks the same examples: a CI failure
+  always reproduces locally and never shows up in a change that did not cause it. (Examples
+  still differ in timing from run to run, tiny sleeps, timeouts, cancellation delays, which the
+  oracle tolerates by construction.) Sized so that the suite checks 2,100 examples in about a
+  minute on a 2-core machine.
+- "long" (`DAGWIRE_RELIABILITY=long`): 20x the examples, random seeds, and hypothesis' example
+  database (a failure is replayed first next time), to explore new ground: run it before a
+  release or after touching the scheduler or the lifecycle (about 20 minutes).
+
+The profiles apply only to this suite's tests (through `examples()`), not to other hypothesis
+tests of the session.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+# The hygiene fixture of tests/conftest.py is function-scoped, so it wraps a whole hypothesis
+# test; that is fine because every example runs in its own fresh event loop (see _harness).
+_SUPPRESSED = [
+    HealthCheck.function_scoped_fixture,
+    HealthCheck.too_slow,
+    HealthCheck.data_too_large,
+]
+
+settings.register_profile(
+    "ci", deadline=None, derandomize=True, database=None, suppress_health_check=_SUPPRESSED
+)
+settings.register_profile(
+    "long", deadline=None, derandomize=False, print_blob=True, suppress_health_check=_SUPPRESSED
+)
+
+PROFILE = os.environ.get("DAGWIRE_RELIABILITY", "ci")
+if PROFILE not in ("ci", "long"):
+    raise RuntimeError(f"DAGWIRE_RELIABILITY={PROFILE!r}: use 'ci' (the default) or 'long'")
+SCALE = 20 if PROFILE == "long" else 1
+
+
+def examples(ci_examples: int) -> settings:
+    """The profile's settings with `ci_examples` examples (times SCALE for "long")."""
+    return settings(settings.get_profile(PROFILE), max_examples=ci_examples * SCALE)
