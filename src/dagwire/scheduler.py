@@ -242,16 +242,22 @@ class _Run:
     def spawn(self, i: int) -> None:
         if self.aborted:
             return
-        if _eager_task is not None and self.eager_depth < _MAX_EAGER_NESTING:
+        if self.eager_depth >= _MAX_EAGER_NESTING:
+            # Eager starts (ours, or any from a loop whose task factory is eager) nest on the C
+            # stack: past a bound, start from the loop's next iteration, at the stack's bottom.
+            self.loop.call_soon(self.spawn, i)
+            return
+        self.eager_depth += 1
+        try:
             # An eager task runs synchronously until its first real suspension: a node that
             # completes without waiting never touches the event loop's queue.
-            self.eager_depth += 1
-            try:
-                self.tasks.append(_eager_task(self.loop, self.drive(i)))
-            finally:
-                self.eager_depth -= 1
-        else:
-            self.tasks.append(self.loop.create_task(self.drive(i)))
+            coro = self.drive(i)
+            if _eager_task is not None:
+                self.tasks.append(_eager_task(self.loop, coro))
+            else:
+                self.tasks.append(self.loop.create_task(coro))
+        finally:
+            self.eager_depth -= 1
 
     async def drive(self, i: int) -> None:
         """Run node i, then keep going with one dependent it made ready. THE hot path."""
