@@ -291,28 +291,45 @@ async def measure(
 ) -> list[Row]:
     """Warm up every runner (checking values and leaked tasks), then take ``repeat`` rounds of
     interleaved samples: every round times each runner once, in rotating order."""
-    invokes, rows = prepare_all(runners, w.graph)
-    by_name = {r.name: r for r in runners}
-    for name, inv in list(invokes.items()):
+    return await measure_many([(r, w) for r in runners], repeat=repeat, warmup=warmup)
+
+
+async def measure_many(
+    entries: Sequence[tuple[Runner, Workload]], *, repeat: int, warmup: int = 2
+) -> list[Row]:
+    """:func:`measure` for (runner, workload) pairs, all interleaved in the same rounds; one
+    row per pair, in order (``Row.runner`` is the runner's name)."""
+    rows = [Row(r.name) for r, _ in entries]
+    invokes: dict[int, Invoke] = {}
+    for k, (r, w) in enumerate(entries):
+        try:
+            invokes[k] = r.prepare(w.graph)
+        except Skip as e:
+            rows[k].skipped = str(e)
+        except Exception as e:  # a runner that cannot even build the graph has failed
+            rows[k].error = f"build failed: {describe_error(e)}"
+    for k, inv in list(invokes.items()):
+        r, w = entries[k]
         try:
             for _ in range(warmup):
-                await checked_run(by_name[name], inv, w.graph)
+                await checked_run(r, inv, w.graph)
             if w.mode == "conc":  # one untimed concurrent round too
-                await timed_sample(by_name[name], inv, w)
+                await timed_sample(r, inv, w)
         except Exception as e:  # RecursionError included: a failure of that runner
-            rows[name].error = describe_error(e)
-            del invokes[name]
-    names = list(invokes)
+            rows[k].error = describe_error(e)
+            del invokes[k]
+    keys = list(invokes)
     for rep in range(repeat):
-        k = rep % len(names) if names else 0
-        for name in names[k:] + names[:k]:
-            if rows[name].error:
+        s = rep % len(keys) if keys else 0
+        for k in keys[s:] + keys[:s]:
+            if rows[k].error:
                 continue
+            r, w = entries[k]
             try:
-                rows[name].samples.append(await timed_sample(by_name[name], invokes[name], w))
+                rows[k].samples.append(await timed_sample(r, invokes[k], w))
             except Exception as e:
-                rows[name].error = describe_error(e)
-    return [rows[r.name] for r in runners]
+                rows[k].error = describe_error(e)
+    return rows
 
 
 async def measure_sleep(runners: Sequence[Runner], graphs: Sequence[Graph]) -> list[Row]:
