@@ -314,10 +314,12 @@ async def test_post_without_pre_does_not_run_when_the_body_never_started() -> No
 
     with build_dag() as dag:
         dag.add_node(holder, limiter=limiter)
+        gate = dag.add_node(holding.wait)  # roots have no start order: queue up after holder
         dag.add_node(
             lambda: log.append("waiting body"),
             limiter=limiter,
             post=lambda: log.append("waiting post"),
+            after=gate,
         )
         dag.add_node(failing)
     with pytest.raises(DagError):

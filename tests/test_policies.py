@@ -260,13 +260,23 @@ async def test_refused_call_never_started_its_body_so_post_without_pre_does_not_
     breaker = CircuitBreaker(fail_max=1, reset_timeout=60.0, clock=FakeClock())
     log: list[str] = []
     service = Service()
+    first_done = asyncio.Event()
+
+    async def first_call() -> None:
+        try:
+            await service.call()
+        finally:
+            first_done.set()
+
     with build_dag() as dag:
-        dag.add_node(service.call, breaker=breaker, post=lambda: log.append("post"))
+        dag.add_node(first_call, breaker=breaker, post=lambda: log.append("post"))
+        gate = dag.add_node(first_done.wait)  # roots have no start order: this one goes second
         dag.add_node(
             service.call,
             breaker=breaker,
             pre=lambda: log.append("pre2"),
             post=lambda: log.append("post2"),
+            after=gate,
         )
     await dag.invoke(None, on_error="continue")  # both calls fail; the breaker opens
     assert sorted(log) == ["post", "post2", "pre2"]
@@ -366,10 +376,13 @@ async def test_limiter_is_released_between_retry_attempts() -> None:
     log: list[str] = []
     calls = 0
 
+    first_call = asyncio.Event()
+
     async def flaky() -> None:
         nonlocal calls
         calls += 1
         log.append(f"flaky {calls}")
+        first_call.set()
         if calls == 1:
             raise ConnectionError("once")
 
@@ -378,7 +391,8 @@ async def test_limiter_is_released_between_retry_attempts() -> None:
 
     with build_dag() as dag:
         dag.add_node(flaky, limiter=limiter, retry=Retry(attempts=2, initial_delay=0.01))
-        dag.add_node(other, limiter=limiter)
+        gate = dag.add_node(first_call.wait)  # roots have no start order
+        dag.add_node(other, limiter=limiter, after=gate)
     await dag.invoke(None)
     assert log == ["flaky 1", "other", "flaky 2"]
 

@@ -22,7 +22,7 @@ from .node import Node
 from .plan import Plan, compile_plan
 from .policies import CircuitBreaker, Limiter, Retry
 from .results import ExecutionResult
-from .scheduler import run_plan
+from .scheduler import run_plain, run_plan
 
 __all__ = ["Dag", "build_dag"]
 
@@ -261,6 +261,16 @@ class Dag(TypedAdders[P], Generic[P]):
         timeline: bool = False,
     ) -> ExecutionResult[P]:
         """Run the graph once with `params`; see SPEC section 2 for every option."""
+        if (  # every option at its default: nothing to check, the cheapest path
+            timeout is None
+            and on_error == "raise"
+            and max_concurrency is None
+            and targets is None
+            and not overrides
+            and not timeline
+            and self._plan is not None
+        ):
+            return await run_plain(self, self._plan, params)
         plan = self.plan
         if on_error not in ("raise", "continue"):
             raise DagDefinitionError(f"on_error must be 'raise' or 'continue', got {on_error!r}")

@@ -14,7 +14,7 @@ from typing import Any
 from .definition import Const, NodeKind, NodeSpec
 from .status import NodeStatus
 
-__all__ = ["MISSING", "SLOW", "Plan", "Step", "compile_plan"]
+__all__ = ["A0", "A1", "AN", "MISSING", "SLOW", "Plan", "Step", "compile_plan"]
 
 
 class _Missing:
@@ -29,6 +29,8 @@ MISSING: Any = _Missing()
 # How the run loop calls a node. A node is SLOW when it has options (hooks, retry, timeout, ...)
 # or is a resource: those go through `scheduler._Run.slow_call`, plain nodes never do.
 ASYNC, SYNC, SLOW = 0, 1, 2
+# mode of a plain async node by argument kind: A1 one slot, AN an itemgetter, A0 no argument
+A1, AN, A0 = 3, 4, 5
 
 # Argument getter: None (no argument), an int (one slot of the values list) or an itemgetter.
 Getter = None | int | Callable[[list[object]], tuple[object, ...]]
@@ -118,7 +120,10 @@ def compile_plan(specs: tuple[NodeSpec, ...]) -> Plan:
         )
         mode = SLOW if slow else ASYNC if spec.is_async else SYNC
         out = tuple(dependents[spec.index])
-        steps.append((fn, _getter(slots), mode, out))
+        get = _getter(slots)
+        if mode == ASYNC:
+            mode = A0 if get is None else A1 if isinstance(get, int) else AN
+        steps.append((fn, get, mode, out))
         slow_steps.append((fn, _getter(slots), SLOW, out))
 
     runnable = [not done for done in done_at_start]

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from .graph import Dag
     from .node import Node
 
+_SUCCEEDED = NodeStatus.SUCCEEDED
+
 __all__ = ["ExecutionResult", "NodeFailure", "NodeTiming"]
 
 P = TypeVar("P")
@@ -85,6 +87,12 @@ class ExecutionResult(Generic[P]):
         return node._index
 
     def __getitem__(self, node: Node[T]) -> T:
+        try:  # fast path: a handle of this graph whose node succeeded
+            i = node._index
+            if node._dag is self._dag and self._statuses[i] is _SUCCEEDED:
+                return self._values[i]  # type: ignore[no-any-return]
+        except AttributeError:
+            pass
         i = self._index(node)
         status = self._statuses[i]
         if status is NodeStatus.SUCCEEDED:

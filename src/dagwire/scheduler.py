@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import lifecycle
 from .definition import NO_FALLBACK, NodeKind, NodeOptions, NodeSpec
 from .errors import NodeCancelledError
-from .plan import ASYNC, SLOW, Plan
+from .plan import A0, A1, AN, SLOW, Plan
 from .policies import Limiter
 from .results import ExecutionResult, NodeFailure, NodeTiming, make_dag_error
 from .status import NodeStatus
@@ -34,7 +34,7 @@ from .status import NodeStatus
 if TYPE_CHECKING:
     from .graph import Dag
 
-__all__ = ["run_plan"]
+__all__ = ["run_plain", "run_plan"]
 
 P = TypeVar("P")
 
@@ -45,11 +45,8 @@ _NOT_IN_RUN = 1 << 60  # an in-degree that never reaches zero: the node does not
 _MAX_EAGER_NESTING = 16  # eager task starts nest on the C stack: bound them (no RecursionError)
 _DEFAULT_OPTIONS = NodeOptions()
 
-_EAGER: bool = sys.version_info >= (3, 12)
-if sys.version_info >= (3, 12):
-    _eager_task = asyncio.eager_task_factory
-else:  # pragma: no cover - exercised on 3.11 only
-    _eager_task = None
+_EAGER: bool = sys.version_info >= (3, 12)  # asyncio.Task(..., eager_start=True) exists
+_Task: Any = asyncio.Task  # Any: `eager_start=` is unknown to the 3.11 stubs
 
 
 class Stopped(CancelledError):
@@ -79,6 +76,13 @@ async def run_plan(
         run.restrict(targets, overrides or {})
     await run.execute(timeout)
     return run.outcome(timeout)
+
+
+async def run_plain(dag: Dag[P], plan: Plan, params: P) -> ExecutionResult[P]:
+    """`run_plan` with every option at its default: what most invokes are."""
+    run = _Run(dag, plan, params, True, None, False)
+    await run.execute(None)
+    return run.outcome(None)
 
 
 class _Run:
@@ -132,7 +136,7 @@ class _Run:
         self.steps = plan.slow_steps if timeline or max_concurrency else plan.steps
         self.limiter = Limiter(max_concurrency) if max_concurrency else None
         self.times: dict[int, list[float]] | None = {} if timeline else None
-        self.started_at = time.perf_counter()
+        self.started_at = time.perf_counter() if timeline else 0.0
         self.values: list[Any] = list(plan.values)
         self.values[0] = params
         self.status: list[NodeStatus] = list(plan.statuses)
@@ -195,11 +199,10 @@ class _Run:
     async def execute(self, timeout: float | None) -> None:
         timer = None if timeout is None else self.loop.call_later(timeout, self.on_timeout)
         roots = self.roots
-        # Run one root inline in the caller's task (one task fewer); with a timeout every node
-        # gets a task so that the timer can cancel them without cancelling the caller. Roots
-        # start in definition order: plain tasks start after the inline root suspends, eager
-        # ones run at once, so the inline root is the first one, or with eager tasks the last.
-        inline = -1 if not roots or timer is not None else roots[-1 if _EAGER else 0]
+        # Run the first root inline in the caller's task (one task fewer); with a timeout every
+        # node gets a task so that the timer can cancel them without cancelling the caller.
+        # Roots have no start order: with eager tasks (3.12+) the others start before it.
+        inline = roots[0] if roots and timer is None else -1
         for r in roots:
             if r != inline:
                 self.spawn(r)
@@ -242,49 +245,65 @@ class _Run:
     def spawn(self, i: int) -> None:
         if self.aborted:
             return
-        if self.eager_depth >= _MAX_EAGER_NESTING:
-            # Eager starts (ours, or any from a loop whose task factory is eager) nest on the C
-            # stack: past a bound, start from the loop's next iteration, at the stack's bottom.
-            self.loop.call_soon(self.spawn, i)
-            return
-        self.eager_depth += 1
+        coro = self.drive(i)
         try:
-            # An eager task runs synchronously until its first real suspension: a node that
-            # completes without waiting never touches the event loop's queue.
-            coro = self.drive(i)
-            if _eager_task is not None:
-                self.tasks.append(_eager_task(self.loop, coro))
+            # Tasks are made directly, not by the loop's task factory: ours never nest beyond
+            # the bound below, even under a loop whose factory is eager.
+            if _EAGER and self.eager_depth < _MAX_EAGER_NESTING:
+                # An eager task runs synchronously until its first real suspension: a node
+                # that completes without waiting never touches the event loop's queue.
+                self.eager_depth += 1
+                try:
+                    task = _Task(coro, loop=self.loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]  # 3.12+
+                finally:
+                    self.eager_depth -= 1
+                if task.done():  # it ran to the end synchronously: nothing to cancel or await
+                    return
             else:
-                self.tasks.append(self.loop.create_task(coro))
-        finally:
-            self.eager_depth -= 1
+                task = _Task(coro, loop=self.loop)
+        except BaseException as exc:  # RecursionError, MemoryError: node i could not start
+            coro.close()
+            self.fail(i, exc)
+            return
+        self.tasks.append(task)
 
     async def drive(self, i: int) -> None:
         """Run node i, then keep going with one dependent it made ready. THE hot path."""
         if self.aborted:  # spawned before an abort whose cancellation has not arrived yet
             return
         steps, values, status, counts = self.steps, self.values, self.status, self.counts
+        # Nodes this chain finished; subtracted from self.left when the chain stops, so that
+        # whoever subtracts last sees zero and wakes execute(). Plain nodes are never marked
+        # RUNNING: no finished run can show that status, and it costs a store per node.
+        done = 0
         while True:
             fn, get, mode, out = steps[i]
-            status[i] = _RUNNING
             try:
-                if mode == SLOW:
+                if mode == A1:  # async, one argument: the commonest case first
+                    value = await fn(values[get])  # type: ignore[index]  # mode says: an int
+                elif mode == AN:
+                    value = await fn(*get(values))  # type: ignore[operator,misc]  # an itemgetter
+                elif mode == A0:
+                    value = await fn()
+                elif mode == SLOW:
+                    status[i] = _RUNNING
                     value = await self.slow_call(i)
-                else:
+                else:  # SYNC: runs inline; it may still return an awaitable
                     if get is None:
                         value = fn()
-                    elif get.__class__ is int:  # faster than isinstance; pyright can't narrow it
-                        value = fn(values[get])  # pyright: ignore[reportCallIssue, reportArgumentType]
+                    elif get.__class__ is int:
+                        value = fn(values[get])  # pyright: ignore[reportCallIssue, reportArgumentType]  # an int
                     else:
-                        value = fn(*get(values))  # type: ignore[operator]  # itemgetter
-                    if mode == ASYNC or isawaitable(value):
+                        value = fn(*get(values))  # type: ignore[operator]  # an itemgetter
+                    if isawaitable(value):
                         value = await value
             except BaseException as exc:
+                self.left -= done
                 self.fail(i, exc)
                 return
             values[i] = value
             status[i] = _SUCCEEDED
-            self.left = left = self.left - 1
+            done += 1
             nxt = -1
             for d in out:
                 c = counts[d] - 1
@@ -295,6 +314,7 @@ class _Run:
                     else:
                         self.spawn(d)
             if nxt < 0 or self.aborted:
+                self.left = left = self.left - done
                 if not left and self.waiter is not None and not self.waiter.done():
                     self.waiter.set_result(None)
                 return
@@ -568,6 +588,8 @@ class _Run:
     # -- the outcome ----------------------------------------------------------------------
 
     def outcome(self, timeout: float | None) -> ExecutionResult[Any]:
+        if not self.errors and self.cancelled is None and not self.timed_out and self.times is None:
+            return ExecutionResult(self.dag, self.params, self.values, self.status, (), None)
         timings = None
         if self.times is not None:
             names = [s.name for s in self.plan.specs]
