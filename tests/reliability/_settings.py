@@ -7,7 +7,7 @@
   minute on a 2-core machine.
 - "long" (`DAGWIRE_RELIABILITY=long`): 20x the examples, random seeds, and hypothesis' example
   database (a failure is replayed first next time), to explore new ground: run it before a
-  release or after touching the scheduler or the lifecycle (about 20 minutes).
+  release or after touching the scheduler or the lifecycle (about 30 minutes).
 
 The profiles apply only to this suite's tests (through `examples()`), not to other hypothesis
 tests of the session.

@@ -68,11 +68,16 @@ async def test_no_body_starts_after_a_fail_fast_abort_with_a_limiter(shared: boo
     # `a` holds the only slot and fails; releasing the slot woke `b`'s waiter before the
     # abort's (deferred) cancellation arrived, and the bug: `b`'s body then ran, after the
     # abort. SPEC 2: after the first failure "no new node starts".
+    # Roots have no start order (3.12+ starts the others eagerly before the inline one), so `b`
+    # waits in its `pre` hook, which holds no slot, until `a` holds the only one.
     started: list[str] = []
+    a_holds_the_slot = asyncio.Event()
 
     async def a() -> None:
         started.append("a")
-        await asyncio.sleep(0)
+        a_holds_the_slot.set()
+        for _ in range(3):  # let `b` reach the slot's queue
+            await asyncio.sleep(0)
         raise ValueError("a failed")
 
     def b() -> None:
@@ -81,7 +86,9 @@ async def test_no_body_starts_after_a_fail_fast_abort_with_a_limiter(shared: boo
     limiter = Limiter(1)
     with build_dag() as dag:
         dag.add_node(a, name="a", limiter=limiter if shared else None)
-        dag.add_node(b, name="b", limiter=limiter if shared else None)
+        dag.add_node(
+            b, name="b", limiter=limiter if shared else None, pre=a_holds_the_slot.wait
+        )
 
     with pytest.raises(DagError):
         await dag.invoke(None, max_concurrency=None if shared else 1)
