@@ -8,8 +8,8 @@ Design (the one place where speed beats elegance):
 - A plain node (no options) costs a tuple unpack, an argument fetch, a call and a counter
   decrement. Everything optional (hooks, resources, retry, timeout, fallback, breaker, limiter,
   executor, timeline) lives in `_Run.slow_call`, which only nodes that use it enter.
-- Structured: every task we create is kept; fail-fast cancels them all and waits for them before
-  cleanup runs; nothing outlives `invoke`.
+- Structured: every task we create is kept (unless, started eagerly, it already finished);
+  fail-fast cancels them all and waits for them before cleanup runs; nothing outlives `invoke`.
 """
 
 from __future__ import annotations
