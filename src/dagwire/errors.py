@@ -37,6 +37,13 @@ class NodeCancelledError(Exception):
     `ExceptionGroup` cannot hold a `CancelledError`, so the original is kept as `__cause__`.
     """
 
+    @classmethod
+    def wrapping(cls, cancel: BaseException, where: str) -> NodeCancelledError:
+        """The failure to report for `cancel`, raised by `where` although nobody cancelled."""
+        wrapped = cls(f"{where} raised CancelledError by itself")
+        wrapped.__cause__ = cancel
+        return wrapped
+
 
 class DagError(ExceptionGroup[Exception]):
     """Every node failure and cleanup failure of one run.

@@ -93,10 +93,6 @@ async def enter_resource(
     )
 
 
-def _is_same(raised: BaseException, thrown: BaseException | None) -> bool:
-    return raised is thrown
-
-
 def _async_gen_exit(name: str, gen: Any) -> Callable[[BaseException | None], Awaitable[None]]:
     async def exit_(exc: BaseException | None) -> None:
         try:
@@ -107,7 +103,7 @@ def _async_gen_exit(name: str, gen: Any) -> Callable[[BaseException | None], Awa
         except StopAsyncIteration:
             return  # finished normally (or swallowed `exc`, which the run still reports)
         except BaseException as raised:
-            if _is_same(raised, exc):
+            if raised is exc:
                 return  # re-raised the run's failure: the expected way to roll back
             raise
         await gen.aclose()
@@ -126,7 +122,7 @@ def _gen_exit(name: str, gen: Any) -> Callable[[BaseException | None], Awaitable
         except StopIteration:
             return
         except BaseException as raised:
-            if _is_same(raised, exc):
+            if raised is exc:
                 return
             raise
         gen.close()
@@ -145,7 +141,7 @@ def _async_cm_exit(cm: Any) -> Callable[[BaseException | None], Awaitable[None]]
         try:
             await cm.__aexit__(type(exc), exc, exc.__traceback__)
         except BaseException as raised:
-            if not _is_same(raised, exc):
+            if raised is not exc:
                 raise  # re-raising the run's failure is not a cleanup failure of its own
 
     return exit_
@@ -159,7 +155,7 @@ def _cm_exit(cm: Any) -> Callable[[BaseException | None], Awaitable[None]]:
         try:
             cm.__exit__(type(exc), exc, exc.__traceback__)
         except BaseException as raised:
-            if not _is_same(raised, exc):
+            if raised is not exc:
                 raise
 
     return exit_
@@ -198,11 +194,8 @@ async def clean_node(run: _Run, i: int, cleanups: list[Cleanup], exc: BaseExcept
                 # Cleanups are never cancelled (shielded; cleanup_timeout= raises TimeoutError):
                 # this one raised CancelledError by itself. It is a failure, and must not make
                 # invoke() look cancelled (SPEC section 9).
-                wrapped = NodeCancelledError(
-                    f"node {run.plan.specs[i].name!r}: its {phase} raised CancelledError by itself"
-                )
-                wrapped.__cause__ = err
-                err = wrapped
+                where = f"node {run.plan.specs[i].name!r}: its {phase}"
+                err = NodeCancelledError.wrapping(err, where)
             run.record(i, phase, err)
 
 

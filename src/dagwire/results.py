@@ -80,22 +80,16 @@ class ExecutionResult(Generic[P]):
         self._timings = timings
 
     def _index(self, node: Node[Any]) -> int:
-        if getattr(node, "dag", None) is not self._dag:
+        if getattr(node, "_dag", None) is not self._dag:
             raise DagDefinitionError(
                 f"{node!r} is not a node of {self._dag!r}, which produced this result"
             )
         return node._index
 
     def __getitem__(self, node: Node[T]) -> T:
-        try:  # fast path: a handle of this graph whose node succeeded
-            i = node._index
-            if node._dag is self._dag and self._statuses[i] is _SUCCEEDED:
-                return self._values[i]  # type: ignore[no-any-return]
-        except AttributeError:
-            pass
         i = self._index(node)
         status = self._statuses[i]
-        if status is NodeStatus.SUCCEEDED:
+        if status is _SUCCEEDED:
             value: T = self._values[i]
             return value
         cause = next((f.error for f in self._errors if f.node == node.name), None)

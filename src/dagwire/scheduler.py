@@ -336,11 +336,7 @@ class _Run:
                 return
             # Nobody cancelled this run: the body raised CancelledError by itself. That is a
             # failure (never a success), reported in a form an ExceptionGroup can hold.
-            wrapped = NodeCancelledError(
-                f"node {self.plan.specs[i].name!r} raised CancelledError by itself"
-            )
-            wrapped.__cause__ = exc
-            exc = wrapped
+            exc = NodeCancelledError.wrapping(exc, f"node {self.plan.specs[i].name!r}")
         status[i] = NodeStatus.FAILED
         self.record(i, self.phase.pop(i, "body"), exc)
         if self.fail_fast or not isinstance(exc, Exception):

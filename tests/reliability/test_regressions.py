@@ -1,8 +1,6 @@
 """Minimal deterministic reproductions of bugs found by the reliability properties.
 
-Each test is a shrunk failing example turned into plain code. (A bug reported but not fixed
-yet gets `xfail(strict=True)` and a matching, named leniency in `_oracle.py`; both go when the
-fix lands.)
+Each test is a shrunk failing example turned into plain code; every one of these bugs is fixed.
 """
 
 from __future__ import annotations
