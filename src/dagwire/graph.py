@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from ._callables import callable_name, injects_param, is_async_callable, takes_argument
+from ._callables import callable_name, injects_param, is_async_callable
 from ._overloads import TypedAdders
-from .definition import NO_FALLBACK, Const, NodeKind, NodeOptions, NodeSpec
+from .definition import Const, NodeKind, NodeOptions, NodeSpec
 from .errors import DagDefinitionError
 from .node import Node
+from .options import parse_options
 from .plan import Plan, compile_plan
-from .policies import CircuitBreaker, Limiter, Retry
 from .results import ExecutionResult
 from .scheduler import run_plain, run_plan
 
@@ -181,7 +180,7 @@ class Dag(TypedAdders[P], Generic[P]):
             )
         what = f"{verb}({callable_name(fn)})"
         try:
-            parsed = _parse_options(what, **options)
+            parsed = parse_options(what, **options)
         except TypeError as exc:
             raise DagDefinitionError(f"{what}: {exc}") from None
         name, after, tags, node_options = parsed
@@ -303,68 +302,6 @@ class Dag(TypedAdders[P], Generic[P]):
     async def __call__(self, params: P) -> ExecutionResult[P]:
         """`await dag(params)` is `await dag.invoke(params)`: a Dag can be a node of another."""
         return await self.invoke(params)
-
-
-def _parse_options(
-    what: str,
-    *,
-    name: str | None = None,
-    after: Node[Any] | Iterable[Node[Any]] = (),
-    timeout: float | None = None,
-    retry: Retry | int | None = None,
-    fallback: object = NO_FALLBACK,
-    breaker: CircuitBreaker | None = None,
-    limiter: Limiter | None = None,
-    executor: Executor | Literal["thread"] | None = None,
-    pre: Callable[..., object] | None = None,
-    post: Callable[..., object] | None = None,
-    tags: Iterable[str] = (),
-    release: Literal["end", "early"] = "end",
-    cleanup_timeout: float | None = None,
-) -> tuple[str | None, Node[Any] | Iterable[Node[Any]], tuple[str, ...], NodeOptions | None]:
-    if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
-        raise DagDefinitionError(
-            f"{what}: timeout={timeout!r} must be a positive number of seconds"
-        )
-    if cleanup_timeout is not None and not (
-        isinstance(cleanup_timeout, int | float) and cleanup_timeout > 0
-    ):
-        raise DagDefinitionError(
-            f"{what}: cleanup_timeout={cleanup_timeout!r} must be a positive number of seconds"
-        )
-    if isinstance(retry, bool) or (retry is not None and not isinstance(retry, int | Retry)):
-        raise DagDefinitionError(f"{what}: retry= takes a Retry or an int, got {retry!r}")
-    policy = Retry(attempts=retry) if isinstance(retry, int) else retry
-    for label, hook in (("pre", pre), ("post", post)):
-        if hook is not None and not callable(hook):
-            raise DagDefinitionError(f"{what}: {label}= must be callable, got {hook!r}")
-    if breaker is not None and not isinstance(breaker, CircuitBreaker):
-        raise DagDefinitionError(f"{what}: breaker= takes a CircuitBreaker, got {breaker!r}")
-    if limiter is not None and not isinstance(limiter, Limiter):
-        raise DagDefinitionError(f"{what}: limiter= takes a Limiter, got {limiter!r}")
-    if executor is not None and executor != "thread" and not isinstance(executor, Executor):
-        raise DagDefinitionError(
-            f"{what}: executor= takes 'thread' or a concurrent.futures.Executor, got {executor!r}"
-        )
-    if release not in ("end", "early"):
-        raise DagDefinitionError(f"{what}: release= must be 'end' or 'early', got {release!r}")
-    if isinstance(tags, str):
-        tags = (tags,)
-    options = NodeOptions(
-        timeout=timeout,
-        retry=policy,
-        fallback=fallback,
-        breaker=breaker,
-        limiter=limiter,
-        executor=executor,
-        pre=pre,
-        post=post,
-        pre_takes_param=pre is not None and takes_argument(pre, what=f"{what} pre"),
-        post_takes_param=post is not None and takes_argument(post, what=f"{what} post"),
-        release=release,
-        cleanup_timeout=cleanup_timeout,
-    )
-    return name, after, tuple(tags), None if options.is_default else options
 
 
 class _Building(Generic[P]):

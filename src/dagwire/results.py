@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 _SUCCEEDED = NodeStatus.SUCCEEDED
 
-__all__ = ["ExecutionResult", "NodeFailure", "NodeTiming"]
+__all__ = ["ExecutionResult", "Interval", "NodeFailure", "NodeTiming"]
 
 P = TypeVar("P")
 T = TypeVar("T")
@@ -35,14 +35,41 @@ class NodeFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class Interval:
+    """One stretch of a node's time in a run, in seconds since the run started.
+
+    - `what`: ``"attempt"`` (an attempt of the body or of a resource's setup) or ``"cleanup"``
+      (its resource's exit and `post=` hook).
+    - `attempt`: 1-based for attempts, 0 for the cleanup.
+    - `outcome`: for an attempt ``"succeeded"``, ``"failed"``, ``"retrying"`` (failed, and
+      another attempt follows), ``"recovered"`` (failed, `fallback=` used) or ``"cancelled"``;
+      for a cleanup ``"ok"`` or ``"failed"``.
+    """
+
+    what: str
+    attempt: int
+    start: float
+    end: float
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
 class NodeTiming:
-    """When a node ran, in seconds since the run started (`time.perf_counter` based)."""
+    """When a node ran, in seconds since the run started (`time.perf_counter` based).
+
+    `start`/`end` span the node from its `pre=` hook (or first attempt) to its outcome;
+    `intervals` holds each attempt and the cleanup, in the order they began. `cached`: the value
+    came from its `Cache`; `resumed`: from `invoke(resume_from=)` (both: no attempt ran).
+    """
 
     node: str
     status: NodeStatus
     start: float
     end: float
     attempts: int
+    intervals: tuple[Interval, ...] = ()
+    cached: bool = False
+    resumed: bool = False
 
 
 def make_dag_error(dag_name: str, failures: Sequence[NodeFailure]) -> DagError:
