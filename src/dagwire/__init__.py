@@ -5,6 +5,7 @@ each node starts the moment its own inputs are ready; results come back through 
 resources acquired along the way are always released, in the right order, whatever fails.
 """
 
+from .context import RunContext, current
 from .errors import (
     CircuitOpenError,
     DagDefinitionError,
@@ -12,11 +13,13 @@ from .errors import (
     NodeCancelledError,
     NodeNotCompletedError,
     RetryableError,
+    Skip,
 )
+from .events import Event
 from .graph import Dag, build_dag
 from .node import Node
 from .policies import BreakerState, CircuitBreaker, Limiter, Retry
-from .results import ExecutionResult, NodeFailure, NodeTiming
+from .results import ExecutionResult, Interval, NodeFailure, NodeTiming
 from .status import NodeStatus
 
 __all__ = [
@@ -26,7 +29,9 @@ __all__ = [
     "Dag",
     "DagDefinitionError",
     "DagError",
+    "Event",
     "ExecutionResult",
+    "Interval",
     "Limiter",
     "Node",
     "NodeCancelledError",
@@ -36,7 +41,10 @@ __all__ = [
     "NodeTiming",
     "Retry",
     "RetryableError",
+    "RunContext",
+    "Skip",
     "build_dag",
+    "current",
 ]
 
 __version__ = "0.1.0"

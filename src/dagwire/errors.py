@@ -16,11 +16,27 @@ __all__ = [
     "NodeCancelledError",
     "NodeNotCompletedError",
     "RetryableError",
+    "Skip",
 ]
 
 
 class DagDefinitionError(Exception):
     """A graph was built or used wrongly: the message says what was wrong and what to do."""
+
+
+class Skip(Exception):
+    """Raise `Skip(reason)` in a node body or `pre=` hook to skip the node at run time.
+
+    The node is SKIPPED, not failed: its dependents are SKIPPED in both error modes,
+    `result.ok` stays True, and `result.skip_cause(dependent)` names the node that skipped.
+    A node with `fallback=` that skips takes its fallback value and succeeds instead. A
+    resource whose setup skips is not cleaned up (it acquired nothing); `post=` still runs if
+    `pre=` started. `Skip` is never retried.
+    """
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class RetryableError(Exception):

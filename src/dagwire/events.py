@@ -53,6 +53,7 @@ class Event:
     - `duration`: seconds, on events that end something (the attempt, the cleanup, the run);
       None otherwise.
     - `error`: the exception, on events that report one; None otherwise.
+    - `tags`: the node's `tags=` (empty for run events).
     """
 
     kind: str = field(init=False, default="")
@@ -63,6 +64,7 @@ class Event:
     attempt: int = 0
     duration: float | None = None
     error: BaseException | None = None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

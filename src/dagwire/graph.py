@@ -20,8 +20,10 @@ from .errors import DagDefinitionError
 from .node import Node
 from .options import parse_options
 from .plan import Plan, compile_plan
+from .report import Observer
 from .results import ExecutionResult
-from .scheduler import run_plain, run_plan
+from .scheduler import run_plan
+from .status import NodeStatus
 
 __all__ = ["Dag", "build_dag"]
 
@@ -43,8 +45,15 @@ def _is_node(value: object) -> bool:
 class Dag(TypedAdders[P], Generic[P]):
     """A graph of nodes. Build it, `freeze()` it (or let `build_dag` do it), then invoke it."""
 
-    def __init__(self, *, name: str | None = None) -> None:
+    def __init__(self, *, name: str | None = None, observers: Iterable[Observer] = ()) -> None:
         self._name = name or "dag"
+        self._observers = tuple(observers)
+        for observer in self._observers:
+            if not callable(observer):
+                raise DagDefinitionError(
+                    f"observers=: {observer!r} is not callable; an observer is a callable "
+                    "taking one event"
+                )
         self._specs: list[NodeSpec] = []
         self._handles: list[Node[Any]] = []
         self._by_name: dict[str, int] = {}
@@ -55,6 +64,11 @@ class Dag(TypedAdders[P], Generic[P]):
         )
 
     # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def observers(self) -> tuple[Observer, ...]:
+        """The observers called for every run of this graph (see `dagwire.events`)."""
+        return self._observers
 
     @property
     def name(self) -> str:
@@ -257,19 +271,54 @@ class Dag(TypedAdders[P], Generic[P]):
         max_concurrency: int | None = None,
         targets: Iterable[Node[Any]] | None = None,
         overrides: Mapping[Node[Any], object] | None = None,
+        observers: Iterable[Observer] = (),
         timeline: bool = False,
+        resume_from: ExecutionResult[P] | None = None,
     ) -> ExecutionResult[P]:
-        """Run the graph once with `params`; see SPEC section 2 for every option."""
+        """Run the graph once with `params` and return its `ExecutionResult`.
+
+        Every node starts as soon as its inputs and `after=` nodes have succeeded. Options:
+
+        - `timeout` (seconds, default None): bounds the node bodies of the whole run; on expiry
+          running nodes are cancelled, cleanup still runs, then `TimeoutError` is raised (its
+          `__cause__` is the run's `DagError` if nodes had failed).
+        - `on_error` (default "raise"): "raise" fails fast (the first failure cancels the
+          running nodes, no node starts, cleanup runs, `DagError` is raised); "continue" runs
+          every node that does not depend on a failure, marks the dependents of failed nodes
+          SKIPPED and returns a result whose `ok` is False.
+        - `max_concurrency` (int >= 1, default None): at most this many node bodies of this run
+          at once.
+        - `targets` (nodes of this graph, default None: every node): run only what these need.
+          Nodes outside the run stay PENDING.
+        - `overrides` ({node: value}, default None): take those nodes as done with that value;
+          nothing upstream of them runs unless something else needs it.
+        - `observers` (callables taking one `dagwire.events.Event`, default none): called for
+          this run's events, after the graph's own observers.
+        - `timeline` (default False): record per-node start/end times and intervals, read by
+          `result.timeline()` and the run pictures (two clock reads per node).
+        - `resume_from` (an `ExecutionResult` of this graph, default None): take every node that
+          SUCCEEDED there as done with its value, except resources and nodes with cleanups
+          (`post=`), which run again when something that runs needs them.
+
+        Raises `DagDefinitionError` for a graph that is not frozen, bad option values and nodes
+        of another graph; `DagError` (fail-fast), `TimeoutError`, or `CancelledError` (after
+        cleanup) as described above; a `KeyboardInterrupt`, `SystemExit` or other
+        `BaseException` raised by a node, unchanged, after cleanup. The parameter's type is not
+        checked at run time.
+        """
+        plan = self._plan
         if (  # every option at its default: nothing to check, the cheapest path
-            timeout is None
+            plan is not None
+            and timeout is None
             and on_error == "raise"
             and max_concurrency is None
             and targets is None
             and not overrides
+            and not observers
             and not timeline
-            and self._plan is not None
+            and resume_from is None
         ):
-            return await run_plain(self, self._plan, params)
+            return await run_plan(self, plan, params)
         plan = self.plan
         if on_error not in ("raise", "continue"):
             raise DagDefinitionError(f"on_error must be 'raise' or 'continue', got {on_error!r}")
@@ -281,23 +330,52 @@ class Dag(TypedAdders[P], Generic[P]):
             raise DagDefinitionError(
                 f"invoke(max_concurrency={max_concurrency!r}): must be an int >= 1"
             )
+        observers = tuple(observers)
+        for observer in observers:
+            if not callable(observer):
+                raise DagDefinitionError(
+                    f"invoke(observers=): {observer!r} is not callable; an observer is a "
+                    "callable taking one event"
+                )
         target_ix = None if targets is None else self._indices(targets, "invoke(targets=)")
-        override_ix = None
+        given: dict[int, object] = {}
+        if resume_from is not None:
+            given = self._resumable(resume_from)
+        resumed = tuple(given)
         if overrides:
-            override_ix = {
-                self._spec(n, "invoke(overrides=)").index: v for n, v in overrides.items()
-            }
+            for n, v in overrides.items():
+                given[self._spec(n, "invoke(overrides=)").index] = v
+        scope = None if target_ix is None and not given else plan.scope(target_ix, given)
         return await run_plan(
             self,
             plan,
             params,
+            scope=scope,
+            given=given,
+            resumed=[i for i in resumed if i not in (overrides or ())],
             timeout=timeout,
             fail_fast=on_error == "raise",
             max_concurrency=max_concurrency,
-            targets=target_ix,
-            overrides=override_ix,
+            observers=observers,
             timeline=timeline,
         )
+
+    def _resumable(self, previous: ExecutionResult[Any]) -> dict[int, object]:
+        """The nodes `previous` lets a run take as done, with their values."""
+        if not isinstance(previous, ExecutionResult) or previous.dag is not self:
+            raise DagDefinitionError(
+                f"invoke(resume_from=): {previous!r} is not a result of {self!r}; resume "
+                "from a result this graph returned"
+            )
+        taken: dict[int, object] = {}
+        for spec, handle in zip(self._specs, self._handles, strict=True):
+            if spec.kind not in (NodeKind.CALL, NodeKind.JOIN):
+                continue  # params and immediates are given anyway; resources run again
+            if spec.options is not None and spec.options.post is not None:
+                continue  # a node with a cleanup runs again with it
+            if previous.status(handle) is NodeStatus.SUCCEEDED:
+                taken[spec.index] = previous[handle]
+        return taken
 
     async def __call__(self, params: P) -> ExecutionResult[P]:
         """`await dag(params)` is `await dag.invoke(params)`: a Dag can be a node of another."""
@@ -321,12 +399,22 @@ class _Building(Generic[P]):
 
 
 @overload
-def build_dag(ParamType: None = None, *, name: str | None = None) -> _Building[None]: ...
+def build_dag(
+    ParamType: None = None, *, name: str | None = None, observers: Iterable[Observer] = ()
+) -> _Building[None]: ...
 @overload
-def build_dag(ParamType: type[P], *, name: str | None = None) -> _Building[P]: ...
-def build_dag(ParamType: type[Any] | None = None, *, name: str | None = None) -> _Building[Any]:
+def build_dag(
+    ParamType: type[P], *, name: str | None = None, observers: Iterable[Observer] = ()
+) -> _Building[P]: ...
+def build_dag(
+    ParamType: type[Any] | None = None,
+    *,
+    name: str | None = None,
+    observers: Iterable[Observer] = (),
+) -> _Building[Any]:
     """Build a graph in a `with` block; leaving the block freezes (validates, compiles) it.
 
     `ParamType` only types the graph as `Dag[ParamType]`; it is not checked at run time.
+    `observers` are called for the events of every run of the graph (see `dagwire.events`).
     """
-    return _Building(Dag(name=name))
+    return _Building(Dag(name=name, observers=observers))

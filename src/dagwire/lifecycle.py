@@ -1,40 +1,27 @@
-"""Setups and their guaranteed cleanup: resources, pre/post hooks, and the cleanup phase.
+"""Setups and how to undo them: `pre=`/`post=` hooks, and entering resources.
 
-Rules (SPEC section 4): every started setup is cleaned up exactly once, after the run's bodies
-have finished, in reverse dependency order, independent cleanups concurrently; one failing
-cleanup does not stop the others; the run's failure is thrown into still-open resources.
+A resource is an async or sync generator function that yields once, or a callable returning an
+(async) context manager. Entering it gives the value that flows downstream and registers its
+exit with the run (see `cleanup` for when exits run). With `executor=`, a sync resource's setup
+and its exit both run in the executor.
 """
-
-# pyright: reportPrivateUsage=false
-# (package-internal access between the graph, its handles, results and the run)
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import TYPE_CHECKING, Any, cast
 
-from .errors import NodeCancelledError
+from .executors import ExecutorLike, Work, submit
 
 if TYPE_CHECKING:
-    from .scheduler import _Run
+    from .scheduler import Run
 
-__all__ = [
-    "Cleanup",
-    "call_hook",
-    "clean_node",
-    "enter_resource",
-    "logger",
-    "post_hook",
-    "run_cleanups",
-]
+__all__ = ["Cleanup", "call_hook", "enter_resource", "post_hook"]
 
-logger = logging.getLogger("dagwire")
-
-# A registered cleanup: called once with the exception to report to it (None on success).
+# A registered cleanup: its phase ("cleanup" or "post") and the coroutine function that runs
+# it, called once with the exception to report to it (None on success).
 Cleanup = tuple[str, Callable[[BaseException | None], Awaitable[None]]]
 
 
@@ -44,7 +31,7 @@ async def call_hook(hook: Callable[..., object], takes_param: bool, params: obje
         await result
 
 
-def post_hook(hook: Callable[..., object], takes_param: bool, run: _Run) -> Cleanup:
+def post_hook(hook: Callable[..., object], takes_param: bool, run: Run) -> Cleanup:
     async def post(_: BaseException | None) -> None:
         await call_hook(hook, takes_param, run.params)
 
@@ -52,10 +39,30 @@ def post_hook(hook: Callable[..., object], takes_param: bool, run: _Run) -> Clea
 
 
 async def enter_resource(
-    run: _Run, i: int, factory: Callable[..., object], args: tuple[Any, ...]
+    run: Run,
+    i: int,
+    factory: Callable[..., object],
+    args: tuple[Any, ...],
+    executor: ExecutorLike | None,
+    work: Work | None,
 ) -> object:
-    """Set a resource up and register its exit; the value it yields/enters flows downstream."""
+    """Set a resource up and register its exit; the value it yields/enters flows downstream.
+
+    With an executor (sync factories only: checked at build time), `work` tracks the call in
+    the executor; if the node is cancelled or times out while the setup still runs there, the
+    exit is registered anyway and runs once the setup has finished, so nothing acquired leaks.
+    """
     name = run.plan.specs[i].name
+    if executor is not None:
+        assert work is not None
+        try:
+            made, value = await submit(work, executor, _sync_setup, name, factory, args)
+        except BaseException:
+            if work.running:  # abandoned while the setup goes on in the executor
+                run.add_cleanup(i, ("cleanup", _exit_when_set_up(name, work, executor)))
+            raise
+        run.add_cleanup(i, ("cleanup", _sync_exit_in(name, made, executor)))
+        return value
     made = factory(*args)
     if inspect.isasyncgen(made):
         try:
@@ -66,23 +73,14 @@ async def enter_resource(
             ) from None
         run.add_cleanup(i, ("cleanup", _async_gen_exit(name, made)))
         return value
-    if inspect.isgenerator(made):
-        try:
-            value = next(made)
-        except StopIteration:
-            raise RuntimeError(
-                f"resource {name!r}: the generator finished without yielding a value"
-            ) from None
-        run.add_cleanup(i, ("cleanup", _gen_exit(name, made)))
-        return value
     if isinstance(made, AbstractAsyncContextManager):
         entered = await cast(AbstractAsyncContextManager[object], made).__aenter__()
         run.add_cleanup(i, ("cleanup", _async_cm_exit(made)))
         return entered
-    if isinstance(made, AbstractContextManager):
-        entered = cast(AbstractContextManager[object], made).__enter__()
-        run.add_cleanup(i, ("cleanup", _cm_exit(made)))
-        return entered
+    if _is_sync_resource(made):
+        value = _enter_sync(name, made)
+        run.add_cleanup(i, ("cleanup", _sync_exit(name, made)))
+        return value
     if inspect.isawaitable(made):
         close = getattr(made, "close", None)
         if close is not None:
@@ -91,6 +89,102 @@ async def enter_resource(
         f"resource {name!r}: the factory returned {made!r}; add_resource() needs an (async) "
         "generator function that yields once, or a callable returning an (async) context manager"
     )
+
+
+# -- sync resources (inline, or in an executor) ----------------------------------------------
+
+
+def _is_sync_resource(made: object) -> bool:
+    return inspect.isgenerator(made) or isinstance(made, AbstractContextManager)
+
+
+def _enter_sync(name: str, made: object) -> object:
+    if inspect.isgenerator(made):
+        try:
+            return next(made)
+        except StopIteration:
+            raise RuntimeError(
+                f"resource {name!r}: the generator finished without yielding a value"
+            ) from None
+    if isinstance(made, AbstractContextManager):
+        return cast(AbstractContextManager[object], made).__enter__()
+    raise TypeError(
+        f"resource {name!r}: the factory returned {made!r}; a sync resource needs a generator "
+        "function that yields once, or a callable returning a context manager"
+    )
+
+
+def _sync_setup(
+    name: str, factory: Callable[..., object], args: tuple[Any, ...]
+) -> tuple[object, object]:
+    """In the executor: make the resource and enter it."""
+    made = factory(*args)
+    return made, _enter_sync(name, made)
+
+
+def _exit_sync(name: str, made: Any, exc: BaseException | None) -> None:
+    """Close a generator (throwing `exc` in at its yield) or exit a context manager.
+
+    Re-raising `exc` is the expected way to roll back, not a failure of the exit itself; a true
+    return value of `__exit__` would suppress `exc`, but a resource cannot swallow the run's
+    failure, so it is ignored.
+    """
+    if inspect.isgenerator(made):
+        try:
+            if exc is None:
+                next(made)
+            else:
+                made.throw(exc)
+        except StopIteration:
+            return
+        except BaseException as raised:
+            if raised is exc:
+                return
+            raise
+        made.close()
+        raise RuntimeError(f"resource {name!r}: the generator yielded more than once")
+    if exc is None:
+        made.__exit__(None, None, None)
+        return
+    try:
+        made.__exit__(type(exc), exc, exc.__traceback__)
+    except BaseException as raised:
+        if raised is not exc:
+            raise
+
+
+def _sync_exit(name: str, made: object) -> Callable[[BaseException | None], Awaitable[None]]:
+    async def exit_(exc: BaseException | None) -> None:
+        _exit_sync(name, made, exc)
+
+    return exit_
+
+
+def _sync_exit_in(
+    name: str, made: object, executor: ExecutorLike
+) -> Callable[[BaseException | None], Awaitable[None]]:
+    async def exit_(exc: BaseException | None) -> None:
+        await submit(Work(), executor, _exit_sync, name, made, exc)
+
+    return exit_
+
+
+def _exit_when_set_up(
+    name: str, work: Work, executor: ExecutorLike
+) -> Callable[[BaseException | None], Awaitable[None]]:
+    """The exit of a setup that was abandoned while it ran in the executor."""
+
+    async def exit_(exc: BaseException | None) -> None:
+        try:
+            made, _ = cast(tuple[object, object], await work.outcome())
+        except BaseException:
+            return  # the setup failed: nothing was acquired
+        await submit(Work(), executor, _exit_sync, name, made, exc)
+
+    return exit_
+
+
+# -- async resources -------------------------------------------------------------------------
 
 
 def _async_gen_exit(name: str, gen: Any) -> Callable[[BaseException | None], Awaitable[None]]:
@@ -112,25 +206,6 @@ def _async_gen_exit(name: str, gen: Any) -> Callable[[BaseException | None], Awa
     return exit_
 
 
-def _gen_exit(name: str, gen: Any) -> Callable[[BaseException | None], Awaitable[None]]:
-    async def exit_(exc: BaseException | None) -> None:
-        try:
-            if exc is None:
-                next(gen)
-            else:
-                gen.throw(exc)
-        except StopIteration:
-            return
-        except BaseException as raised:
-            if raised is exc:
-                return
-            raise
-        gen.close()
-        raise RuntimeError(f"resource {name!r}: the generator yielded more than once")
-
-    return exit_
-
-
 def _async_cm_exit(cm: Any) -> Callable[[BaseException | None], Awaitable[None]]:
     async def exit_(exc: BaseException | None) -> None:
         # A true return value would suppress `exc`; a resource cannot swallow the run's failure,
@@ -145,114 +220,3 @@ def _async_cm_exit(cm: Any) -> Callable[[BaseException | None], Awaitable[None]]
                 raise  # re-raising the run's failure is not a cleanup failure of its own
 
     return exit_
-
-
-def _cm_exit(cm: Any) -> Callable[[BaseException | None], Awaitable[None]]:
-    async def exit_(exc: BaseException | None) -> None:
-        if exc is None:
-            cm.__exit__(None, None, None)
-            return
-        try:
-            cm.__exit__(type(exc), exc, exc.__traceback__)
-        except BaseException as raised:
-            if raised is not exc:
-                raise
-
-    return exit_
-
-
-def _run_failure(run: _Run) -> BaseException | None:
-    """What a fail-fast, cancelled or timed-out run throws into every open resource."""
-    if run.fail_fast and run.first_failure is not None:
-        return run.first_failure
-    # Continue mode stopped by a BaseException (KeyboardInterrupt, SystemExit, ...): the run was
-    # aborted and its running nodes cancelled, so no resource may close as if all went well.
-    fatal = next((e for e in run.failed.values() if not isinstance(e, Exception)), None)
-    if fatal is not None:
-        return fatal
-    if run.cancelled is not None:
-        return run.cancelled
-    if run.timed_out:
-        return TimeoutError(f"dag {run.dag.name!r} timed out")
-    return None
-
-
-async def clean_node(run: _Run, i: int, cleanups: list[Cleanup], exc: BaseException | None) -> None:
-    """Undo node i's setups in reverse order; each bounded by its cleanup_timeout=, each failure
-    recorded, none stopping the others."""
-    options = run.plan.specs[i].options
-    limit = options.cleanup_timeout if options is not None else None
-    for phase, cleanup in reversed(cleanups):
-        try:
-            if limit is None:
-                await cleanup(exc)
-            else:
-                async with asyncio.timeout(limit):
-                    await cleanup(exc)
-        except BaseException as err:
-            if isinstance(err, asyncio.CancelledError):
-                # Cleanups are never cancelled (shielded; cleanup_timeout= raises TimeoutError):
-                # this one raised CancelledError by itself. It is a failure, and must not make
-                # invoke() look cancelled (SPEC section 9).
-                where = f"node {run.plan.specs[i].name!r}: its {phase}"
-                err = NodeCancelledError.wrapping(err, where)
-            run.record(i, phase, err)
-
-
-async def run_cleanups(run: _Run) -> None:
-    """Run every registered cleanup once, each after the cleanups of the nodes that use it.
-
-    Walks the graph backwards with per-node counters of not-yet-released dependents, so
-    independent cleanups overlap and the walk is O(nodes + edges), without recursion.
-    """
-    cleanups = run.cleanups or {}
-    plan, loop = run.plan, asyncio.get_running_loop()
-    deps = plan.deps
-    n = plan.size
-    remaining = [0] * n
-    for ds in deps:
-        for d in ds:
-            remaining[d] += 1
-    run_failure = _run_failure(run)
-    # Continue mode: a resource hears of the failure of a node that depends on it.
-    below: list[BaseException | None] = [None] * n
-    failed = run.failed
-    finished = loop.create_future()
-    tasks: list[asyncio.Task[None]] = []
-    outstanding = 0
-
-    def release(i: int) -> None:
-        """Node i is cleaned up (or had nothing to clean): its inputs may now go."""
-        nonlocal outstanding
-        stack = [i]
-        while stack:
-            j = stack.pop()
-            heard = failed.get(j) or below[j]
-            for d in deps[j]:
-                if below[d] is None:
-                    below[d] = heard
-                remaining[d] -= 1
-                if not remaining[d]:
-                    if d in cleanups:
-                        outstanding += 1
-                        tasks.append(loop.create_task(clean(d)))
-                    else:
-                        stack.append(d)
-
-    async def clean(i: int) -> None:
-        nonlocal outstanding
-        exc = run_failure if run_failure is not None else below[i]
-        await clean_node(run, i, cleanups[i], exc)
-        release(i)
-        outstanding -= 1
-        if not outstanding:
-            finished.set_result(None)
-
-    for i in [i for i in range(n) if not remaining[i]]:  # the sinks, taken before any release
-        if i in cleanups:
-            outstanding += 1
-            tasks.append(loop.create_task(clean(i)))
-        else:
-            release(i)
-    if outstanding:
-        await finished

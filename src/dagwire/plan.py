@@ -6,15 +6,15 @@ node costs the run loop one tuple unpack, one argument fetch and one counter dec
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
 from .definition import Const, NodeKind, NodeSpec
 from .status import NodeStatus
 
-__all__ = ["A0", "A1", "AN", "MISSING", "SLOW", "Plan", "Step", "compile_plan"]
+__all__ = ["A0", "A1", "AN", "MISSING", "SLOW", "Plan", "Scope", "Step", "compile_plan"]
 
 
 class _Missing:
@@ -39,29 +39,79 @@ Step = tuple[Callable[..., Any], Getter, int, tuple[int, ...]]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Plan:
-    specs: tuple[NodeSpec, ...]
+class Scope:
+    """Which nodes one run executes, and the step tables restricted to them.
+
+    A full run's scope is every runnable node. `targets=`, `overrides=` and `resume_from=` give
+    a smaller one: its `members` are the nodes the run executes, and every dependents list of its
+    steps holds members only, so the run loop, skipping and early release never touch a node
+    outside the run. Scopes are cached per plan by what defines them (not by override values).
+    """
+
+    members: tuple[bool, ...]  # membership flag per node
     steps: tuple[Step, ...]
     slow_steps: tuple[Step, ...]  # the same, every node SLOW: for instrumented runs
+    indegree: tuple[int, ...]  # member inputs still to finish (0 for non-members: never used)
+    roots: tuple[int, ...]  # members with no member input, in definition order
+    size: int  # how many nodes the run executes
+    # release="early": how many member direct dependents must finish before each early resource
+    # goes (-1 for every other node), and for each node the early resources among its inputs.
+    early_waits: tuple[int, ...]
+    release_after: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Plan:
+    specs: tuple[NodeSpec, ...]
     deps: tuple[tuple[int, ...], ...]  # distinct upstream nodes, inputs and after=
     runnable_deps: tuple[tuple[int, ...], ...]  # the same without params/immediates
-    indegree: tuple[int, ...]
+    getters: tuple[Getter, ...]  # per node: where its arguments are in the values list
     values: tuple[object, ...]  # initial per-run values: params slot, immediates, constants
     statuses: tuple[NodeStatus, ...]
-    roots: tuple[int, ...]  # runnable nodes with no runnable dependency
     sinks: tuple[int, ...]  # nodes nothing depends on
-    runnable: int  # how many nodes a full run executes
     has_cleanups: bool  # some node has post= or is a resource
-    # release="early": for each node, the early-release resources among its direct inputs, and
-    # for each such resource how many runnable direct dependents must finish before it goes
-    # (-1 for every other node).
-    release_after: tuple[tuple[int, ...], ...]
-    early_waits: tuple[int, ...]
+    early: tuple[bool, ...]  # the node is a release="early" resource
     has_early: bool
+    full: Scope  # every runnable node
+    _scopes: dict[tuple[frozenset[int], frozenset[int]], Scope] = field(
+        default_factory=dict[tuple[frozenset[int], frozenset[int]], Scope]
+    )
 
     @property
     def size(self) -> int:
         return len(self.specs)
+
+    # Convenience views of the full scope (what a run without targets/overrides executes).
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self.full.steps
+
+    @property
+    def roots(self) -> tuple[int, ...]:
+        return self.full.roots
+
+    def scope(self, targets: Iterable[int] | None, given: Collection[int]) -> Scope:
+        """The scope of a run that needs `targets` (default: the sinks) with the nodes in
+        `given` already done (overrides, resumed nodes). Cached: a partial run costs what the
+        nodes it executes cost, not the size of the graph."""
+        key = (frozenset(self.sinks if targets is None else targets), frozenset(given))
+        scope = self._scopes.get(key)
+        if scope is None:
+            if len(self._scopes) >= _MAX_SCOPES:  # many distinct target sets: start over
+                self._scopes.clear()
+            scope = self._scopes[key] = self._restrict(*key)
+        return scope
+
+    def _restrict(self, wanted: frozenset[int], given: frozenset[int]) -> Scope:
+        pending = [s is NodeStatus.PENDING and i not in given for i, s in enumerate(self.statuses)]
+        members = [False] * self.size
+        stack = [i for i in wanted if pending[i]]
+        while stack:  # iterative: a 10,000-node chain must not recurse
+            i = stack.pop()
+            if not members[i]:
+                members[i] = True
+                stack.extend(d for d in self.deps[i] if pending[d])
+        return _scope(self, tuple(members))
 
 
 def _getter(slots: list[int]) -> Getter:
@@ -72,11 +122,13 @@ def _getter(slots: list[int]) -> Getter:
     return itemgetter(*slots)
 
 
+_MAX_SCOPES = 64
+
+
 def compile_plan(specs: tuple[NodeSpec, ...]) -> Plan:
     n = len(specs)
     values: list[object] = [MISSING] * n
     statuses = [NodeStatus.PENDING] * n
-    done_at_start = [False] * n
     for spec in specs:
         if spec.kind is NodeKind.IMMEDIATE:
             const = spec.args[0]
@@ -84,23 +136,10 @@ def compile_plan(specs: tuple[NodeSpec, ...]) -> Plan:
             values[spec.index] = const.value
         if spec.kind in (NodeKind.IMMEDIATE, NodeKind.PARAMS):
             statuses[spec.index] = NodeStatus.SUCCEEDED
-            done_at_start[spec.index] = True
 
     deps = tuple(spec.deps for spec in specs)
-    runnable_deps = tuple(tuple(d for d in ds if not done_at_start[d]) for ds in deps)
-    dependents: list[list[int]] = [[] for _ in range(n)]
-    for i, ds in enumerate(runnable_deps):
-        for d in ds:
-            dependents[d].append(i)
-
-    early = [
-        s.kind is NodeKind.RESOURCE and s.options is not None and s.options.release == "early"
-        for s in specs
-    ]
-    release_after = tuple(tuple(d for d in ds if early[d]) for ds in runnable_deps)
-
-    steps: list[Step] = []
-    slow_steps: list[Step] = []
+    runnable = [s is NodeStatus.PENDING for s in statuses]
+    getters: list[Getter] = []
     for spec in specs:
         slots: list[int] = []
         for a in spec.args:
@@ -111,43 +150,71 @@ def compile_plan(specs: tuple[NodeSpec, ...]) -> Plan:
                 slots.append(a)
         if spec.inject:
             slots.append(0)
-        fn = spec.fn or _no_body
-        # Users of an early-release resource report their end through slow_call, too.
-        slow = (
-            spec.options is not None
-            or spec.kind is NodeKind.RESOURCE
-            or bool(release_after[spec.index])
-        )
-        mode = SLOW if slow else ASYNC if spec.is_async else SYNC
-        out = tuple(dependents[spec.index])
-        get = _getter(slots)
-        if mode == ASYNC:
-            mode = A0 if get is None else A1 if isinstance(get, int) else AN
-        steps.append((fn, get, mode, out))
-        slow_steps.append((fn, _getter(slots), SLOW, out))
+        getters.append(_getter(slots))
 
-    runnable = [not done for done in done_at_start]
     has_users = {d for ds in deps for d in ds}
-    return Plan(
+    early = tuple(
+        s.kind is NodeKind.RESOURCE and s.options is not None and s.options.release == "early"
+        for s in specs
+    )
+    plan = Plan(
         specs=specs,
-        steps=tuple(steps),
-        slow_steps=tuple(slow_steps),
         deps=deps,
-        runnable_deps=runnable_deps,
-        indegree=tuple(len(ds) for ds in runnable_deps),
+        runnable_deps=tuple(tuple(d for d in ds if runnable[d]) for ds in deps),
+        getters=tuple(getters),
         values=tuple(values),
         statuses=tuple(statuses),
-        roots=tuple(i for i in range(n) if runnable[i] and not runnable_deps[i]),
         sinks=tuple(i for i in range(n) if i not in has_users),
-        runnable=sum(runnable),
         has_cleanups=any(
             s.kind is NodeKind.RESOURCE or (s.options is not None and s.options.post is not None)
             for s in specs
         ),
-        release_after=release_after,
-        early_waits=tuple(len(dependents[i]) if early[i] else -1 for i in range(n)),
+        early=early,
         has_early=any(early),
+        full=_EMPTY_SCOPE,
     )
+    object.__setattr__(plan, "full", _scope(plan, tuple(runnable)))
+    return plan
+
+
+def _scope(plan: Plan, members: tuple[bool, ...]) -> Scope:
+    """Compile the step tables of the nodes in `members`."""
+    specs, early = plan.specs, plan.early
+    member_deps = [tuple(d for d in ds if members[d]) for ds in plan.deps]
+    dependents: list[list[int]] = [[] for _ in specs]
+    for i, ds in enumerate(member_deps):
+        if members[i]:
+            for d in ds:
+                dependents[d].append(i)
+    release_after = tuple(tuple(d for d in ds if early[d]) for ds in member_deps)
+    steps: list[Step] = []
+    slow_steps: list[Step] = []
+    for spec in specs:
+        i = spec.index
+        fn = spec.fn or _no_body
+        # Users of an early-release resource report their end through the slow path, too.
+        slow = spec.options is not None or spec.kind is NodeKind.RESOURCE or bool(release_after[i])
+        mode = SLOW if slow else ASYNC if spec.is_async else SYNC
+        get = plan.getters[i]
+        if mode == ASYNC:
+            mode = A0 if get is None else A1 if isinstance(get, int) else AN
+        out = tuple(dependents[i])
+        steps.append((fn, get, mode, out))
+        slow_steps.append((fn, get, SLOW, out))
+    n = len(specs)
+    return Scope(
+        members=members,
+        steps=tuple(steps),
+        slow_steps=tuple(slow_steps),
+        indegree=tuple(len(ds) if members[i] else 0 for i, ds in enumerate(member_deps)),
+        roots=tuple(i for i in range(n) if members[i] and not member_deps[i]),
+        size=sum(members),
+        early_waits=tuple(len(dependents[i]) if early[i] and members[i] else -1 for i in range(n)),
+        release_after=release_after,
+    )
+
+
+_EMPTY_SCOPE = Scope((), (), (), (), (), 0, (), ())
 
 
 def _no_body() -> None:

@@ -92,7 +92,12 @@ class BreakerState(enum.Enum):
 class CircuitBreaker:
     """Fail fast after `fail_max` consecutive failures; try one call again after `reset_timeout`.
 
-    One object is shared by every node, run and graph that holds it.
+    One object is shared by every node, run and graph that holds it. CLOSED: calls go through;
+    `fail_max` failures in a row open it. OPEN: calls fail at once with `CircuitOpenError`
+    (or take their node's fallback) until `reset_timeout` seconds have passed; then HALF_OPEN:
+    one trial call goes through, and its success closes the breaker, its failure opens it again.
+    Only a call admitted while the breaker was closed (and has not opened since), or the
+    half-open trial, counts: a slow call admitted before the breaker opened cannot close it.
     """
 
     def __init__(
@@ -114,11 +119,14 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._failures = 0
         self._opened_at = 0.0
+        self._epoch = 0  # closed periods so far: a ticket from an earlier one no longer counts
         self._trial_running = False
         self._listeners: list[Callable[[BreakerState, BreakerState], None]] = []
 
     @property
     def state(self) -> BreakerState:
+        """The current state (an OPEN breaker whose `reset_timeout` passed reports OPEN until
+        the next call asks)."""
         return self._state
 
     def add_listener(self, listener: Callable[[BreakerState, BreakerState], None]) -> None:
@@ -128,13 +136,16 @@ class CircuitBreaker:
     def _set(self, new: BreakerState) -> None:
         old, self._state = self._state, new
         if old is not new:
+            if new is BreakerState.CLOSED:
+                self._epoch += 1
             for listener in self._listeners:
                 listener(old, new)
 
-    def before_call(self) -> None:
-        """Raise `CircuitOpenError` if the call must not go through."""
+    def before_call(self) -> int:
+        """Admit a call, or raise `CircuitOpenError`. Returns the ticket that the call's outcome
+        is reported with (`on_success`, `on_failure`, `on_abandoned`)."""
         if self._state is BreakerState.CLOSED:
-            return
+            return self._epoch
         if self._state is BreakerState.OPEN:
             if self._clock() - self._opened_at < self.reset_timeout:
                 raise CircuitOpenError(
@@ -145,22 +156,37 @@ class CircuitBreaker:
         if self._trial_running:
             raise CircuitOpenError("circuit half-open: a trial call is already running")
         self._trial_running = True
+        return _TRIAL
 
-    def on_success(self) -> None:
-        self._trial_running = False
-        self._failures = 0
-        self._set(BreakerState.CLOSED)
+    def _counts(self, ticket: int) -> bool:
+        """Whether the outcome of the call holding `ticket` may change the breaker."""
+        if ticket == _TRIAL:
+            self._trial_running = False
+            return self._state is BreakerState.HALF_OPEN
+        return self._state is BreakerState.CLOSED and ticket == self._epoch
 
-    def on_failure(self) -> None:
-        self._trial_running = False
+    def on_success(self, ticket: int) -> None:
+        """The admitted call succeeded."""
+        if self._counts(ticket):
+            self._failures = 0
+            self._set(BreakerState.CLOSED)
+
+    def on_failure(self, ticket: int) -> None:
+        """The admitted call failed."""
+        if not self._counts(ticket):
+            return
         self._failures += 1
         if self._state is BreakerState.HALF_OPEN or self._failures >= self.fail_max:
             self._opened_at = self._clock()
             self._set(BreakerState.OPEN)
 
-    def on_abandoned(self) -> None:
-        """The call was cancelled: it proves nothing either way."""
-        self._trial_running = False
+    def on_abandoned(self, ticket: int) -> None:
+        """The admitted call was cancelled: it proves nothing either way."""
+        if ticket == _TRIAL:
+            self._trial_running = False
+
+
+_TRIAL = -1  # the ticket of the half-open trial call
 
 
 class Limiter:

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -88,7 +88,7 @@ def make_dag_error(dag_name: str, failures: Sequence[NodeFailure]) -> DagError:
 class ExecutionResult(Generic[P]):
     """The values, statuses and failures of one run. Read values with `result[node]`."""
 
-    __slots__ = ("_dag", "_errors", "_params", "_statuses", "_timings", "_values")
+    __slots__ = ("_causes", "_dag", "_errors", "_params", "_statuses", "_timings", "_values")
 
     def __init__(
         self,
@@ -98,6 +98,7 @@ class ExecutionResult(Generic[P]):
         statuses: list[NodeStatus],
         errors: Sequence[NodeFailure],
         timings: Sequence[NodeTiming] | None,
+        skip_causes: Mapping[str, str] | None = None,
     ) -> None:
         self._dag = dag
         self._params = params
@@ -105,6 +106,7 @@ class ExecutionResult(Generic[P]):
         self._statuses = statuses
         self._errors = tuple(errors)
         self._timings = timings
+        self._causes = skip_causes or {}
 
     def _index(self, node: Node[Any]) -> int:
         if getattr(node, "_dag", None) is not self._dag:
@@ -124,6 +126,18 @@ class ExecutionResult(Generic[P]):
 
     def status(self, node: Node[Any]) -> NodeStatus:
         return self._statuses[self._index(node)]
+
+    def skip_cause(self, node: Node[Any]) -> str | None:
+        """The name of the node whose failure (continue mode) or `Skip` made `node` SKIPPED:
+        the node that started the cascade, itself if it raised `Skip`. None for a node that
+        was not skipped. Raises `DagDefinitionError` for a node of another graph."""
+        self._index(node)
+        return self._causes.get(node.name)
+
+    @property
+    def dag(self) -> Dag[P]:
+        """The graph that produced this result."""
+        return self._dag
 
     @property
     def params(self) -> P:

@@ -1,62 +1,66 @@
-"""The run loop: executes a frozen `Plan` once, with per-run state only.
+"""The run loop: executes a frozen plan once, with per-run state only.
 
 Design (the one place where speed beats elegance):
-- Per run we copy three flat lists from the plan: values, statuses and in-degree counters.
-- `_Run.drive(i)` runs node i, stores its value, decrements its dependents' counters, and then
+- A run executes one `Scope` of the plan (every runnable node, or what `targets=`/`overrides=`/
+  `resume_from=` leave): `members` says which nodes belong to the run, and the scope's step
+  tables list member dependents only, so nothing here ever touches a node outside the run.
+- Per run we copy three flat lists: values, statuses and in-degree counters.
+- `Run.drive(i)` runs node i, stores its value, decrements its dependents' counters, and then
   *continues itself* with one dependent that became ready; only the other ready dependents get a
-  new task. A chain therefore runs in one coroutine, and `invoke` runs one root inline.
+  new task (see `tasks`). A chain therefore runs in one coroutine, and `invoke` runs one root
+  inline, in a copy of the caller's context.
 - A plain node (no options) costs a tuple unpack, an argument fetch, a call and a counter
   decrement. Everything optional (hooks, resources, retry, timeout, fallback, breaker, limiter,
-  executor, timeline) lives in `_Run.slow_call`, which only nodes that use it enter.
-- Structured: every task we create is kept (unless, started eagerly, it already finished);
-  fail-fast cancels them all and waits for them before cleanup runs; nothing outlives `invoke`.
+  executor, cache) lives in `calls`, which only nodes that use it enter; runs that report per
+  node (observers, logging at DEBUG, `timeline=True`, `max_concurrency=`) send every node there.
+- The end of a node that did not take the fast path is reported from one place, `Run.ended`,
+  after its outcome is recorded: early release (`cleanup`) and events (`report`) hear it there.
+- The run is over when no chain is alive (`live`); `left` counts the nodes still to end, and a
+  run that ends with nodes left is an internal error raised loudly, never a hang. Every task
+  is kept until it ends; nothing of the run outlives `invoke` (threads aside: see `calls`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
-import time
+import contextvars
+import itertools
+import logging
 from asyncio import CancelledError
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from functools import partial
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import lifecycle
-from .definition import NO_FALLBACK, NodeKind, NodeOptions, NodeSpec
-from .errors import NodeCancelledError
-from .plan import A0, A1, AN, SLOW, Plan
+from . import calls
+from .cleanup import Teardown
+from .context import RunContext, register_marker
+from .errors import NodeCancelledError, Skip
+from .plan import A0, A1, AN, SLOW, Plan, Scope
 from .policies import Limiter
-from .results import ExecutionResult, NodeFailure, NodeTiming, make_dag_error
+from .report import Observer, Reporter, make_reporter
+from .results import ExecutionResult, NodeFailure, make_dag_error
 from .status import NodeStatus
+from .tasks import TaskStarter, in_context
 
 if TYPE_CHECKING:
+    from .events import Event
     from .graph import Dag
+    from .lifecycle import Cleanup
 
-__all__ = ["run_plain", "run_plan"]
+__all__ = ["run_plan"]
 
 P = TypeVar("P")
+
+logger = logging.getLogger("dagwire")
 
 _RUNNING = NodeStatus.RUNNING
 _SUCCEEDED = NodeStatus.SUCCEEDED
 _PENDING = NodeStatus.PENDING
-_NOT_IN_RUN = 1 << 60  # an in-degree that never reaches zero: the node does not run
-_MAX_EAGER_NESTING = 16  # eager task starts nest on the C stack: bound them (no RecursionError)
-_DEFAULT_OPTIONS = NodeOptions()
-
-_EAGER: bool = sys.version_info >= (3, 12)  # asyncio.Task(..., eager_start=True) exists
-_Task: Any = asyncio.Task  # Any: `eager_start=` is unknown to the 3.11 stubs
+_ids = itertools.count(1)  # run ids, unique per invoke in this process
 
 
-class Stopped(CancelledError):
-    """Raised by the run itself to stop a node that resumes after a fail-fast abort.
-
-    An abort's cancellation reaches the nodes one loop iteration later (see `_Run.abort`); a
-    node that resumes in between (a limiter slot, a retry delay or a `pre` hook that ended)
-    must not start its body: raise this. `fail()` counts it as CANCELLED, never as a failure,
-    unlike a CancelledError that a body raises by itself.
-    """
+class InternalError(RuntimeError):
+    """dagwire's own bookkeeping contradicts itself: a bug in dagwire, reported loudly."""
 
 
 async def run_plan(
@@ -64,37 +68,50 @@ async def run_plan(
     plan: Plan,
     params: P,
     *,
-    timeout: float | None,
-    fail_fast: bool,
-    max_concurrency: int | None,
-    targets: Sequence[int] | None,
-    overrides: Mapping[int, object] | None,
-    timeline: bool,
+    scope: Scope | None = None,
+    given: Mapping[int, object] | None = None,
+    resumed: Iterable[int] = (),
+    timeout: float | None = None,
+    fail_fast: bool = True,
+    max_concurrency: int | None = None,
+    observers: Sequence[Observer] = (),
+    timeline: bool = False,
 ) -> ExecutionResult[P]:
-    run = _Run(dag, plan, params, fail_fast, max_concurrency, timeline)
-    if targets is not None or overrides:
-        run.restrict(targets, overrides or {})
-    await run.execute(timeout)
-    return run.outcome(timeout)
+    """Run `plan` once. `scope` (default: every runnable node) and `given` (values of nodes taken
+    as done: overrides and resumed nodes) come from `Dag.invoke`."""
+    run = Run(dag, plan, scope or plan.full, params, fail_fast, max_concurrency)
+    if given:
+        for i, value in given.items():
+            run.values[i] = value
+            run.status[i] = _SUCCEEDED
+    reporter = make_reporter(run, observers, timeline)
+    if reporter is not None:
+        run.use_reporter(reporter)
+        reporter.run_started(resumed)
+    elif run.loop.get_debug():
+        run.steps = calls.debug_steps(run.steps, plan, run.loop)
+    try:
+        await run.execute(timeout)
+        result = run.outcome(timeout)
+    except BaseException as exc:
+        if reporter is not None:
+            reporter.run_finished(exc)
+        raise
+    if reporter is not None:
+        reporter.run_finished(None if result.ok else make_dag_error(dag.name, result.errors))
+    return result
 
 
-async def run_plain(dag: Dag[P], plan: Plan, params: P) -> ExecutionResult[P]:
-    """`run_plan` with every option at its default: what most invokes are."""
-    run = _Run(dag, plan, params, True, None, False)
-    await run.execute(None)
-    return run.outcome(None)
+class Run:
+    """The state of one run, and the loop that drives its nodes."""
 
-
-class _Run:
     __slots__ = (
         "aborted",
         "attempts",
         "cancelled",
-        "cleanups",
+        "causes",
         "counts",
         "dag",
-        "eager_depth",
-        "early",
         "errors",
         "fail_fast",
         "failed",
@@ -103,18 +120,20 @@ class _Run:
         "invoke_task",
         "left",
         "limiter",
+        "live",
         "loop",
         "params",
         "phase",
         "plan",
-        "releasing",
-        "roots",
-        "started_at",
+        "reporter",
+        "run_id",
+        "scope",
+        "starter",
         "status",
         "steps",
         "tasks",
+        "teardown",
         "timed_out",
-        "times",
         "values",
         "waiter",
     )
@@ -123,26 +142,26 @@ class _Run:
         self,
         dag: Dag[Any],
         plan: Plan,
+        scope: Scope,
         params: object,
         fail_fast: bool,
         max_concurrency: int | None,
-        timeline: bool,
     ) -> None:
         self.dag = dag
         self.plan = plan
+        self.scope = scope
         self.params = params
         self.fail_fast = fail_fast
-        # Instrumented runs send every node through slow_call; plain runs never pay for it.
-        self.steps = plan.slow_steps if timeline or max_concurrency else plan.steps
+        self.run_id = next(_ids)
+        # max_concurrency= counts bodies in the slow path: every node goes there.
+        self.steps = scope.slow_steps if max_concurrency else scope.steps
         self.limiter = Limiter(max_concurrency) if max_concurrency else None
-        self.times: dict[int, list[float]] | None = {} if timeline else None
-        self.started_at = time.perf_counter() if timeline else 0.0
         self.values: list[Any] = list(plan.values)
         self.values[0] = params
         self.status: list[NodeStatus] = list(plan.statuses)
-        self.counts = list(plan.indegree)
-        self.left = plan.runnable
-        self.roots = plan.roots
+        self.counts = list(scope.indegree)
+        self.left = scope.size  # nodes of the run still to end
+        self.live = 0  # chains (drive coroutines) alive
         self.tasks: list[asyncio.Task[None]] = []
         self.waiter: asyncio.Future[None] | None = None
         self.aborted = False
@@ -151,57 +170,31 @@ class _Run:
         self.first_failure: BaseException | None = None
         self.cancelled: CancelledError | None = None
         self.timed_out = False
-        self.cleanups: dict[int, list[lifecycle.Cleanup]] | None = None
+        self.teardown: Teardown | None = None
+        self.reporter: Reporter | None = None
         self.phase: dict[int, str] = {}
         self.attempts: dict[int, int] = {}
-        self.eager_depth = 0
-        # release="early" bookkeeping: users still to finish per resource (None: no such node)
-        self.early: list[int] | None = list(plan.early_waits) if plan.has_early else None
-        self.releasing: list[asyncio.Task[None]] = []
+        self.causes: dict[int, int] = {}  # skipped node -> the node that started its cascade
         self.loop = asyncio.get_running_loop()
+        self.starter = TaskStarter(self.loop)
         self.invoke_task = asyncio.current_task()
         # 0: the invoke task is not running nodes; 1: it is (the inline root and its chain);
         # 2: it is, and a fail-fast abort cancelled it (execute() takes that cancel back).
-        self.inline = 0
+        self.inline: int = 0
 
-    # -- what runs ------------------------------------------------------------------------
-
-    def restrict(self, targets: Sequence[int] | None, overrides: Mapping[int, object]) -> None:
-        """Run only what `targets` need (default: the sinks), treating overrides as done."""
-        plan, status, values = self.plan, self.status, self.values
-        for i, value in overrides.items():
-            values[i] = value
-            status[i] = _SUCCEEDED
-        wanted = plan.sinks if targets is None else targets
-        needed: set[int] = set()
-        stack = [i for i in wanted if status[i] is _PENDING]
-        while stack:  # iterative: a 10,000-node chain must not recurse
-            i = stack.pop()
-            if i not in needed:
-                needed.add(i)
-                stack.extend(d for d in plan.deps[i] if status[d] is _PENDING)
-        counts = self.counts
-        for i in range(plan.size):
-            if i in needed:
-                counts[i] = sum(1 for d in plan.deps[i] if d in needed)
-            else:
-                counts[i] = _NOT_IN_RUN
-        self.left = len(needed)
-        self.roots = tuple(sorted(i for i in needed if not counts[i]))
-        if self.early is not None:  # an early resource waits only for users that will run
-            early = self.early
-            for i in needed:
-                if early[i] >= 0:
-                    early[i] = sum(1 for d in plan.steps[i][3] if d in needed)
+    def use_reporter(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.steps = self.scope.slow_steps  # every node reports its end
 
     # -- the run --------------------------------------------------------------------------
 
     async def execute(self, timeout: float | None) -> None:
         timer = None if timeout is None else self.loop.call_later(timeout, self.on_timeout)
-        roots = self.roots
-        # Run the first root inline in the caller's task (one task fewer); with a timeout every
-        # node gets a task so that the timer can cancel them without cancelling the caller.
-        # Roots have no start order: with eager tasks (3.12+) the others start before it.
+        roots = self.scope.roots
+        # Run the first root inline in the caller's task (one task fewer), in a copy of the
+        # caller's context as tasks are; with a timeout every node gets a task so that the
+        # timer can cancel them without cancelling the caller. Roots have no start order: with
+        # eager tasks (3.12+) the others start before it.
         inline = roots[0] if roots and timer is None else -1
         for r in roots:
             if r != inline:
@@ -210,8 +203,9 @@ class _Run:
             task = self.invoke_task
             base = task.cancelling() if task is not None else 0
             self.inline = 1
+            self.live += 1
             try:
-                await self.drive(inline)
+                await in_context(contextvars.copy_context(), self.drive(inline))
             finally:
                 cancelled_by_abort = self.end_inline()
             if task is not None:
@@ -221,7 +215,7 @@ class _Run:
                     # The caller cancelled us meanwhile (maybe while the run was already
                     # aborting, so the node counted it as the abort's): that still counts.
                     self.cancelled = CancelledError()
-        if self.left and not self.aborted:
+        if self.live and not self.aborted:
             self.waiter = self.loop.create_future()
             try:
                 await self.waiter
@@ -232,144 +226,165 @@ class _Run:
             timer.cancel()
         if self.aborted:
             await self.settle()
-        if self.releasing:
-            await self.shielded(self.drain_releases())
-        if self.cleanups:
-            await self.shielded(lifecycle.run_cleanups(self))
+        if self.teardown is not None:
+            await self.shielded(self.teardown.close())
+        if self.left and not self.aborted:
+            raise InternalError(
+                f"dagwire: run of {self.dag.name!r} ended with {self.left} node(s) neither "
+                f"finished nor skipped: {self.unfinished()}. Please report this bug."
+            )
 
     def end_inline(self) -> bool:
         """The invoke task stopped running nodes; return whether abort() had cancelled it."""
         cancelled_by_abort, self.inline = self.inline == 2, 0
         return cancelled_by_abort
 
+    def unfinished(self) -> list[str]:
+        members, status, specs = self.scope.members, self.status, self.plan.specs
+        return [specs[i].name for i, m in enumerate(members) if m and status[i] <= _RUNNING]
+
     def spawn(self, i: int) -> None:
         if self.aborted:
             return
-        coro = self.drive(i)
+        self.live += 1
         try:
-            # Tasks are made directly, not by the loop's task factory: ours never nest beyond
-            # the bound below, even under a loop whose factory is eager.
-            if _EAGER and self.eager_depth < _MAX_EAGER_NESTING:
-                # An eager task runs synchronously until its first real suspension: a node
-                # that completes without waiting never touches the event loop's queue.
-                self.eager_depth += 1
-                try:
-                    task = _Task(coro, loop=self.loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]  # 3.12+
-                finally:
-                    self.eager_depth -= 1
-                if task.done():  # it ran to the end synchronously: nothing to cancel or await
-                    return
-            else:
-                task = _Task(coro, loop=self.loop)
+            task = self.starter.start(self.drive(i), self.plan.specs[i].name)
         except BaseException as exc:  # RecursionError, MemoryError: node i could not start
-            coro.close()
+            self.live -= 1
             self.fail(i, exc)
             return
-        self.tasks.append(task)
+        if task is not None:
+            self.tasks.append(task)
 
     async def drive(self, i: int) -> None:
         """Run node i, then keep going with one dependent it made ready. THE hot path."""
-        if self.aborted:  # spawned before an abort whose cancellation has not arrived yet
-            return
         steps, values, status, counts = self.steps, self.values, self.status, self.counts
-        # Nodes this chain finished; subtracted from self.left when the chain stops, so that
-        # whoever subtracts last sees zero and wakes execute(). Plain nodes are never marked
-        # RUNNING: no finished run can show that status, and it costs a store per node.
+        # Nodes this chain finished, subtracted from `left` when the chain stops. Plain nodes
+        # are never marked RUNNING: no finished run can show that status, and it costs a store.
         done = 0
-        while True:
-            fn, get, mode, out = steps[i]
-            try:
-                if mode == A1:  # async, one argument: the commonest case first
-                    value = await fn(values[get])  # type: ignore[index]  # mode says: an int
-                elif mode == AN:
-                    value = await fn(*get(values))  # type: ignore[operator,misc]  # an itemgetter
-                elif mode == A0:
-                    value = await fn()
-                elif mode == SLOW:
-                    status[i] = _RUNNING
-                    value = await self.slow_call(i)
-                else:  # SYNC: runs inline; it may still return an awaitable
-                    if get is None:
-                        value = fn()
-                    elif get.__class__ is int:
-                        value = fn(values[get])  # pyright: ignore[reportCallIssue, reportArgumentType]  # an int
-                    else:
-                        value = fn(*get(values))  # type: ignore[operator]  # an itemgetter
-                    if isawaitable(value):
-                        value = await value
-            except BaseException as exc:
-                self.left -= done
-                self.fail(i, exc)
+        try:
+            if self.aborted:  # spawned before an abort whose cancellation has not arrived yet
                 return
-            values[i] = value
-            status[i] = _SUCCEEDED
-            done += 1
-            nxt = -1
-            for d in out:
-                c = counts[d] - 1
-                counts[d] = c
-                if not c:
-                    if nxt < 0:
-                        nxt = d
-                    else:
-                        self.spawn(d)
-            if nxt < 0 or self.aborted:
-                self.left = left = self.left - done
-                if not left and self.waiter is not None and not self.waiter.done():
-                    self.waiter.set_result(None)
-                return
-            i = nxt
+            while True:
+                fn, get, mode, out = steps[i]
+                try:
+                    if mode == A1:  # async, one argument: the commonest case first
+                        value = await fn(values[get])  # type: ignore[index]  # mode says: an int
+                    elif mode == AN:
+                        value = await fn(*get(values))  # type: ignore[operator,misc]  # itemgetter
+                    elif mode == A0:
+                        value = await fn()
+                    elif mode == SLOW:
+                        value = await calls.call(self, i)
+                        values[i] = value
+                        status[i] = _SUCCEEDED
+                        self.ended(i)  # after its outcome is recorded
+                    else:  # SYNC: runs inline; it may still return an awaitable
+                        if get is None:
+                            value = fn()
+                        elif get.__class__ is int:
+                            value = fn(values[get])  # pyright: ignore[reportCallIssue, reportArgumentType]  # an int
+                        else:
+                            value = fn(*get(values))  # type: ignore[operator]  # an itemgetter
+                        if isawaitable(value):
+                            value = await value
+                except BaseException as exc:
+                    self.fail(i, exc)
+                    return
+                values[i] = value
+                status[i] = _SUCCEEDED
+                done += 1
+                nxt = -1
+                for d in out:
+                    c = counts[d] - 1
+                    counts[d] = c
+                    if not c:
+                        if nxt < 0:
+                            nxt = d
+                        else:
+                            self.spawn(d)
+                if nxt < 0 or self.aborted:
+                    return
+                i = nxt
+        finally:
+            self.left -= done
+            self.live = live = self.live - 1
+            if not live and self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(None)
+
+    # -- how nodes end --------------------------------------------------------------------
+
+    def ended(self, i: int) -> None:
+        """Node i's outcome is recorded: tell early release and the observers."""
+        if self.teardown is not None:
+            self.teardown.node_ended(i)
+        if self.reporter is not None:
+            self.reporter.node_ended(i)
 
     def fail(self, i: int, exc: BaseException) -> None:
         """Record how node i ended when it did not succeed, and stop or skip accordingly."""
         status = self.status
+        self.left -= 1
         if isinstance(exc, CancelledError):
             task = asyncio.current_task()
             # Only a cancel request on this task makes it a cancellation: after an abort, a
             # node woken before the abort's cancel arrived may still raise one by itself.
             requested = task is not None and task.cancelling() > 0
-            if requested or isinstance(exc, Stopped):
+            if requested or isinstance(exc, calls.Stopped):
                 status[i] = NodeStatus.CANCELLED
                 if not self.aborted:  # the caller (or the loop) cancelled us: stop the run
                     self.cancelled = exc
                     self.abort()
+                self.ended(i)
                 return
             # Nobody cancelled this run: the body raised CancelledError by itself. That is a
             # failure (never a success), reported in a form an ExceptionGroup can hold.
             exc = NodeCancelledError.wrapping(exc, f"node {self.plan.specs[i].name!r}")
+        if isinstance(exc, Skip):  # not a failure: the node and its dependents are skipped
+            status[i] = NodeStatus.SKIPPED
+            self.phase.pop(i, None)
+            self.causes[i] = i
+            self.ended(i)
+            self.skip_dependents(i, i)
+            return
         status[i] = NodeStatus.FAILED
         self.record(i, self.phase.pop(i, "body"), exc)
         if self.fail_fast or not isinstance(exc, Exception):
             self.abort()  # BaseExceptions (KeyboardInterrupt, ...) stop even a continue-mode run
+            self.ended(i)
             return
-        self.left -= 1 + self.skip_dependents(i)
-        if not self.left and self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        self.ended(i)
+        self.skip_dependents(i, i)
 
     def record(self, i: int, phase: str, exc: BaseException, recovered: bool = False) -> None:
         name = self.plan.specs[i].name
-        exc.add_note(f"dagwire: node {name!r} failed in {phase}")
+        note = f"dagwire: node {name!r} failed in {phase}"
+        # Once per object: an exception re-raised by every run (a memoised failure) or seen by
+        # concurrent runs must not collect one note per run.
+        if note not in getattr(exc, "__notes__", ()):
+            exc.add_note(note)
         self.errors.append(NodeFailure(name, phase, exc, recovered))
         if not recovered:
             self.failed.setdefault(i, exc)
             if self.first_failure is None:
                 self.first_failure = exc
 
-    def skip_dependents(self, i: int) -> int:
-        """Continue mode: mark every transitive dependent of i SKIPPED; return how many."""
-        steps, status, counts = self.plan.steps, self.status, self.counts
-        skipped = 0
+    def skip_dependents(self, i: int, cause: int) -> None:
+        """Mark every member dependent of i, transitively, SKIPPED because of `cause`.
+
+        None of them can have started: each waits for i, which did not succeed. Their
+        counters are left alone; they can no longer reach zero.
+        """
+        steps, status, causes = self.steps, self.status, self.causes
         stack = list(steps[i][3])
         while stack:
             d = stack.pop()
-            if status[d] is _PENDING and counts[d] < _NOT_IN_RUN:
+            if status[d] is _PENDING:
                 status[d] = NodeStatus.SKIPPED
-                counts[d] = _NOT_IN_RUN
-                skipped += 1
-                if self.early is not None:
-                    self.finished(d)
+                causes[d] = cause
+                self.left -= 1
+                self.ended(d)
                 stack.extend(steps[d][3])
-        return skipped
 
     def abort(self) -> None:
         """Fail fast: no new node starts; every running node is cancelled.
@@ -408,7 +423,9 @@ class _Run:
 
     async def shielded(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` to completion even if the caller is cancelled (again) meanwhile."""
-        task = self.loop.create_task(work)
+        task = self.starter.start(work, "dagwire cleanup")
+        if task is None:
+            return  # it ran to its end eagerly, without waiting
         while not task.done():
             try:
                 await asyncio.shield(task)
@@ -416,196 +433,58 @@ class _Run:
                 self.cancelled = self.cancelled or exc
         task.result()
 
-    # -- nodes with options ---------------------------------------------------------------
+    # -- what nodes with options need -------------------------------------------------------
 
-    def add_cleanup(self, i: int, cleanup: lifecycle.Cleanup) -> None:
-        if self.cleanups is None:
-            self.cleanups = {}
-        self.cleanups.setdefault(i, []).append(cleanup)
+    def add_cleanup(self, i: int, cleanup: Cleanup) -> None:
+        if self.teardown is None:
+            self.teardown = Teardown(self)
+        self.teardown.add(i, cleanup)
 
     def args(self, i: int) -> tuple[Any, ...]:
-        get, values = self.steps[i][1], self.values
+        get, values = self.plan.getters[i], self.values
         if get is None:
             return ()
         if isinstance(get, int):
             return (values[get],)
         return tuple(get(values))
 
-    async def slow_call(self, i: int) -> object:
-        """A node with options: hooks, attempts (retry, timeout, breaker, limits), fallback."""
-        spec = self.plan.specs[i]
-        opts = spec.options or _DEFAULT_OPTIONS
-        times = self.times
-        if times is not None:
-            times[i] = [time.perf_counter() - self.started_at, 0.0]
-        try:
-            if opts.pre is not None:
-                if opts.post is not None:
-                    # post runs for every node whose pre started (without pre: see body()).
-                    self.add_cleanup(i, lifecycle.post_hook(opts.post, opts.post_takes_param, self))
-                self.phase[i] = "pre"
-                await lifecycle.call_hook(opts.pre, opts.pre_takes_param, self.params)
-            self.phase[i] = "setup" if spec.kind is NodeKind.RESOURCE else "body"
-            try:
-                value = await self.attempts_of(i, spec, opts)
-            except Exception as exc:
-                if opts.fallback is NO_FALLBACK or self.aborted:
-                    raise
-                self.record(i, self.phase.pop(i), exc, recovered=True)
-                value = opts.fallback
-            self.phase.pop(i, None)
-            return value
-        finally:
-            if times is not None:
-                times[i][1] = time.perf_counter() - self.started_at
-            if self.early is not None:
-                self.finished(i)
+    def where(self, i: int) -> RunContext:
+        """`dagwire.current()` inside node i."""
+        return RunContext(
+            self.dag.name, self.run_id, self.plan.specs[i].name, self.attempts.get(i, 1)
+        )
 
-    # -- release="early" -------------------------------------------------------------------
-
-    def finished(self, j: int) -> None:
-        """Node j has ended: release each early resource of which it was the last user.
-
-        A node holding cleanups of its own (a resource, a post= hook) keeps its inputs until it
-        is released itself. After a fail-fast abort everything is left to the cleanup phase,
-        which throws the run's failure into every open resource.
-        """
-        early, cleanups = self.early, self.cleanups
-        if early is None or self.aborted:
-            return
-        if cleanups is not None and j in cleanups:
-            if early[j] == 0:  # an early resource nothing (any longer) waits for
-                self.release(j)
-            return
-        for r in self.plan.release_after[j]:
-            early[r] -= 1
-            if not early[r] and cleanups is not None and r in cleanups:
-                self.release(r)
-
-    def release(self, r: int) -> None:
-        assert self.cleanups is not None
-        # Taken out now, so the cleanup phase cannot run them a second time.
-        items = self.cleanups.pop(r)
-        self.releasing.append(self.loop.create_task(self.release_now(r, items)))
-
-    async def release_now(self, r: int, items: list[lifecycle.Cleanup]) -> None:
-        failed = self.failed  # continue mode: a failed user's exception reaches the resource
-        exc = next((failed[d] for d in self.plan.steps[r][3] if d in failed), None)
-        await lifecycle.clean_node(self, r, items, exc)
-        if r in failed and self.fail_fast:
-            self.abort()
-        self.finished(r)  # r is released: its own early inputs may go now
-
-    async def drain_releases(self) -> None:
-        while pending := [t for t in self.releasing if not t.done()]:
-            await asyncio.wait(pending)
-
-    async def attempts_of(self, i: int, spec: NodeSpec, opts: NodeOptions) -> object:
-        retry = opts.retry
-        attempt = 1
-        while True:
-            try:
-                return await self.attempt(i, spec, opts)
-            except Exception as exc:  # BaseExceptions are never retried
-                if (
-                    retry is None
-                    or attempt >= retry.attempts
-                    or self.aborted
-                    or not retry.should_retry(exc)
-                ):
-                    raise
-                self.status[i] = NodeStatus.RETRYING
-                await asyncio.sleep(retry.delay(attempt))
-                self.status[i] = _RUNNING
-                attempt += 1
-                self.attempts[i] = attempt
-
-    async def attempt(self, i: int, spec: NodeSpec, opts: NodeOptions) -> object:
-        limiters = [
-            lim
-            for lim in (self.limiter, opts.limiter)
-            if lim is not None and spec.kind is not NodeKind.JOIN
-        ]
-        for k, lim in enumerate(limiters):
-            try:
-                await lim.acquire()
-            except BaseException:
-                for held in limiters[:k]:
-                    held.release()
-                raise
-        breaker = opts.breaker
-        try:
-            if self.aborted:  # woken (limiter slot, retry delay, pre) before the abort's cancel
-                raise Stopped
-            if breaker is not None:
-                breaker.before_call()
-            try:
-                if opts.timeout is None:
-                    value = await self.body(i, spec, opts)
-                else:
-                    async with asyncio.timeout(opts.timeout):
-                        value = await self.body(i, spec, opts)
-            except Exception:
-                if breaker is not None:
-                    breaker.on_failure()
-                raise
-            except BaseException:
-                if breaker is not None:
-                    breaker.on_abandoned()
-                raise
-            if breaker is not None:
-                breaker.on_success()
-            return value
-        finally:
-            for lim in limiters:
-                lim.release()
-
-    async def body(self, i: int, spec: NodeSpec, opts: NodeOptions) -> object:
-        fn = spec.fn
-        assert fn is not None
-        args = self.args(i)
-        if opts.post is not None and opts.pre is None:
-            # Without pre, post runs iff the body started: registered at the first attempt
-            # that reaches the body (not while waiting for a limiter or refused by a breaker).
-            own = self.cleanups.get(i) if self.cleanups is not None else None
-            if not own or all(phase != "post" for phase, _ in own):
-                self.add_cleanup(i, lifecycle.post_hook(opts.post, opts.post_takes_param, self))
-        if spec.kind is NodeKind.RESOURCE:
-            return await lifecycle.enter_resource(self, i, fn, args)
-        if opts.executor is not None:
-            executor = None if opts.executor == "thread" else opts.executor
-            call: Callable[[], object] = partial(fn, *args)
-            return await self.loop.run_in_executor(executor, call)
-        value = fn(*args)
-        if isawaitable(value):
-            value = await value
-        return value
+    def emit(self, event: Event) -> None:
+        if self.reporter is not None:
+            self.reporter.emit(event)
 
     # -- the outcome ----------------------------------------------------------------------
 
     def outcome(self, timeout: float | None) -> ExecutionResult[Any]:
-        if not self.errors and self.cancelled is None and not self.timed_out and self.times is None:
+        if (
+            not self.errors
+            and self.cancelled is None
+            and not self.timed_out
+            and not self.causes
+            and self.reporter is None
+        ):
             return ExecutionResult(self.dag, self.params, self.values, self.status, (), None)
-        timings = None
-        if self.times is not None:
-            names = [s.name for s in self.plan.specs]
-            timings = [
-                NodeTiming(names[i], self.status[i], t[0], t[1], self.attempts.get(i, 1))
-                for i, t in self.times.items()
-            ]
+        reporter = self.reporter
         result = ExecutionResult(
-            self.dag, self.params, self.values, self.status, self.errors, timings
+            self.dag,
+            self.params,
+            self.values,
+            self.status,
+            self.errors,
+            reporter.timings() if reporter is not None else None,
+            {self.plan.specs[d].name: self.plan.specs[c].name for d, c in self.causes.items()},
         )
         fatal = next((f.error for f in self.errors if not isinstance(f.error, Exception)), None)
         if fatal is not None:  # KeyboardInterrupt, SystemExit, ...: surface it intact
+            self.log_unreported(f"stopped by {type(fatal).__name__}", exclude=fatal)
             raise fatal
         if self.cancelled is not None:
-            if self.errors:
-                lifecycle.logger.error(
-                    "dag %r was cancelled; failures during the run: %s",
-                    self.dag.name,
-                    "; ".join(f"{f.node} ({f.phase}): {f.error!r}" for f in self.errors),
-                )
+            self.log_unreported("was cancelled")
             raise self.cancelled
         if self.timed_out:
             err = TimeoutError(f"dag {self.dag.name!r} did not finish within {timeout}s")
@@ -615,3 +494,28 @@ class _Run:
         if self.fail_fast and not result.ok:
             raise make_dag_error(self.dag.name, self.errors)
         return result
+
+    def log_unreported(self, how: str, exclude: BaseException | None = None) -> None:
+        """The run ends with an exception that does not carry its other failures: log them."""
+        others = [f for f in self.errors if f.error is not exclude and not f.recovered]
+        if not others:
+            return  # (failures a fallback covered were logged at WARNING when they happened)
+        exceptions = any(isinstance(f.error, Exception) for f in others)
+        group = make_dag_error(self.dag.name, others) if exceptions else None
+        logger.error(
+            "dag %r %s; its other failures: %s",
+            self.dag.name,
+            how,
+            "; ".join(f"{f.node} ({f.phase}): {f.error!r}" for f in others),
+            exc_info=group,
+            extra={"dagwire_dag": self.dag.name, "dagwire_run_id": self.run_id},
+        )
+
+
+def _where_in_drive(frame_locals: Mapping[str, Any]) -> RunContext | None:
+    run = frame_locals.get("self")
+    i = frame_locals.get("i")
+    return run.where(i) if isinstance(run, Run) and isinstance(i, int) else None
+
+
+register_marker(Run.drive, _where_in_drive)

@@ -1,0 +1,332 @@
+"""The slow path: one call of a node that has options, or is a resource.
+
+`call` runs the node's `pre=` hook (registering `post=`), then its attempts: each waits for the
+limiters, asks the circuit breaker, runs the body (inline, in an executor, or entering a
+resource) under the node's timeout; failed attempts are retried by the node's `Retry`; a final
+failure may be covered by `fallback=`. Plain nodes never come here (see `scheduler`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+import types
+from asyncio import CancelledError
+from collections.abc import Callable, Coroutine, Generator
+from inspect import isawaitable, iscoroutine
+from typing import TYPE_CHECKING, Any
+
+from .context import in_thread
+from .definition import NO_FALLBACK, NodeKind, NodeOptions, NodeSpec
+from .errors import Skip
+from .executors import Work, submit
+from .lifecycle import call_hook, enter_resource, post_hook
+from .plan import SLOW, Plan, Step
+from .policies import CircuitBreaker, Limiter
+from .status import NodeStatus
+
+if TYPE_CHECKING:
+    from .scheduler import Run
+
+__all__ = ["Stopped", "call", "debug_steps"]
+
+logger = logging.getLogger("dagwire")
+
+_DEFAULT_OPTIONS = NodeOptions()
+_RUNNING = NodeStatus.RUNNING
+
+
+class Stopped(CancelledError):
+    """Raised by the run itself to stop a node that resumes after a fail-fast abort.
+
+    An abort's cancellation reaches the nodes one loop iteration later (see `Run.abort`); a
+    node that resumes in between (a limiter slot, a retry delay or a `pre` hook that ended)
+    must not start its body: raise this. It counts as CANCELLED, never as a failure, unlike a
+    CancelledError that a body raises by itself.
+    """
+
+
+async def call(run: Run, i: int) -> object:
+    """Node i with its options: hooks, attempts (retry, timeout, breaker, limits), fallback."""
+    spec = run.plan.specs[i]
+    opts = spec.options or _DEFAULT_OPTIONS
+    run.status[i] = _RUNNING
+    if run.reporter is not None:
+        run.reporter.node_began(i)
+    try:
+        if opts.pre is not None:
+            if opts.post is not None:
+                # post runs for every node whose pre started (without pre: see body()).
+                run.add_cleanup(i, post_hook(opts.post, opts.post_takes_param, run))
+            run.phase[i] = "pre"
+            await call_hook(opts.pre, opts.pre_takes_param, run.params)
+        run.phase[i] = "setup" if spec.kind is NodeKind.RESOURCE else "body"
+        value = await attempts(run, i, spec, opts)
+    except Skip:
+        if opts.fallback is NO_FALLBACK:
+            raise
+        value = opts.fallback  # a node with a fallback that skips takes the fallback value
+    except Exception as exc:
+        phase = run.phase.get(i, "body")
+        if opts.fallback is NO_FALLBACK or run.aborted or phase == "pre":
+            raise
+        run.record(i, phase, exc, recovered=True)
+        if run.reporter is not None:
+            run.reporter.recovered(i, exc)
+        if logger.isEnabledFor(logging.WARNING):
+            logger.warning(
+                "node %r failed (%r); using its fallback value",
+                spec.name,
+                exc,
+                extra=_extra(run, i),
+            )
+        value = opts.fallback
+    run.phase.pop(i, None)
+    return value
+
+
+async def attempts(run: Run, i: int, spec: NodeSpec, opts: NodeOptions) -> object:
+    retry = opts.retry
+    attempt = 1
+    while True:
+        try:
+            return await attempt_once(run, i, spec, opts, attempt)
+        except Exception as exc:  # BaseExceptions are never retried
+            if (
+                retry is None
+                or attempt >= retry.attempts
+                or run.aborted
+                or isinstance(exc, Skip)
+                or not retry.should_retry(exc)
+            ):
+                raise
+            delay = retry.delay(attempt)
+            run.status[i] = NodeStatus.RETRYING
+            if run.reporter is not None:
+                run.reporter.retrying(i, attempt, delay, exc)
+            if logger.isEnabledFor(logging.WARNING):
+                logger.warning(
+                    "node %r attempt %d of %d failed (%r); retrying in %.3fs",
+                    spec.name,
+                    attempt,
+                    retry.attempts,
+                    exc,
+                    delay,
+                    extra=_extra(run, i),
+                )
+            await asyncio.sleep(delay)
+            run.status[i] = _RUNNING
+            attempt += 1
+            run.attempts[i] = attempt
+
+
+async def attempt_once(run: Run, i: int, spec: NodeSpec, opts: NodeOptions, attempt: int) -> object:
+    limiters = [
+        lim
+        for lim in (run.limiter, opts.limiter)
+        if lim is not None and spec.kind is not NodeKind.JOIN
+    ]
+    for k, lim in enumerate(limiters):
+        try:
+            await lim.acquire()
+        except BaseException:
+            for held in limiters[:k]:
+                held.release()
+            raise
+    work = Work() if opts.executor is not None else None
+    try:
+        if run.aborted:  # woken (limiter slot, retry delay, pre) before the abort's cancel
+            raise Stopped
+        if run.reporter is not None:
+            run.reporter.attempt_started(i, attempt)
+        breaker = opts.breaker
+        if breaker is None:
+            return await timed_body(run, i, spec, opts, work, attempt)
+        return await guarded(run, i, breaker, timed_body(run, i, spec, opts, work, attempt))
+    finally:
+        if limiters:
+            _release_when_stopped(limiters, work)
+
+
+def _release_when_stopped(limiters: list[Limiter], work: Work | None) -> None:
+    """A slot is held until the body has really stopped: a thread that outlived its attempt
+    (a timeout, a cancellation) keeps its slots until it ends."""
+
+    def release() -> None:
+        for lim in limiters:
+            lim.release()
+
+    if work is None:
+        release()
+    else:
+        work.when_stopped(release)
+
+
+async def guarded(
+    run: Run, i: int, breaker: CircuitBreaker, body: Coroutine[Any, Any, object]
+) -> object:
+    """Run `body` through `breaker`; report the state changes this call causes."""
+    old = breaker.state
+    try:
+        ticket = breaker.before_call()
+    except BaseException:
+        body.close()
+        _breaker_changed(run, i, old, breaker)
+        raise
+    _breaker_changed(run, i, old, breaker)
+    old = breaker.state
+    try:
+        value = await body
+    except Exception:
+        breaker.on_failure(ticket)
+        _breaker_changed(run, i, old, breaker)
+        raise
+    except BaseException:
+        breaker.on_abandoned(ticket)
+        raise
+    breaker.on_success(ticket)
+    _breaker_changed(run, i, old, breaker)
+    return value
+
+
+def _breaker_changed(run: Run, i: int, old: Any, breaker: CircuitBreaker) -> None:
+    new = breaker.state
+    if new is not old and run.reporter is not None:
+        run.reporter.emit_breaker(i, old, new)
+
+
+async def timed_body(
+    run: Run, i: int, spec: NodeSpec, opts: NodeOptions, work: Work | None, attempt: int
+) -> object:
+    if opts.timeout is None:
+        return await body(run, i, spec, opts, work)
+    limit = asyncio.timeout(opts.timeout)
+    try:
+        async with limit:
+            return await body(run, i, spec, opts, work)
+    except TimeoutError as exc:
+        if limit.expired():  # ours, not one the body raised itself
+            retry = opts.retry
+            of = f" of {retry.attempts}" if retry is not None else ""
+            exc.args = (
+                f"node {spec.name!r} timed out after {opts.timeout}s (attempt {attempt}{of})",
+            )
+        raise
+
+
+async def body(run: Run, i: int, spec: NodeSpec, opts: NodeOptions, work: Work | None) -> object:
+    fn = spec.fn
+    assert fn is not None
+    args = run.args(i)
+    if opts.post is not None and opts.pre is None:
+        # Without pre, post runs iff the body started: registered at the first attempt
+        # that reaches the body (not while waiting for a limiter or refused by a breaker).
+        teardown = run.teardown
+        own = teardown.cleanups.get(i) if teardown is not None else None
+        if not own or all(phase != "post" for phase, _ in own):
+            run.add_cleanup(i, post_hook(opts.post, opts.post_takes_param, run))
+    if spec.kind is NodeKind.RESOURCE:
+        return await enter_resource(run, i, fn, args, opts.executor, work)
+    if work is not None:
+        assert opts.executor is not None
+        context = None
+        if opts.executor == "thread" or _is_thread_pool(opts.executor):
+            context = contextvars.copy_context()  # like asyncio.to_thread: context travels
+            context.run(in_thread, run.where(i))
+        return await submit(work, opts.executor, fn, *args, context=context)
+    if run.starter.debug:
+        fn = blocking_watch(fn, spec.name, run.loop.slow_callback_duration)
+    value = fn(*args)
+    if isawaitable(value):
+        value = await value
+    return value
+
+
+def _is_thread_pool(executor: object) -> bool:
+    from concurrent.futures import ThreadPoolExecutor
+
+    return isinstance(executor, ThreadPoolExecutor)
+
+
+def _extra(run: Run, i: int) -> dict[str, object]:
+    return {
+        "dagwire_dag": run.dag.name,
+        "dagwire_run_id": run.run_id,
+        "dagwire_node": run.plan.specs[i].name,
+        "dagwire_attempt": run.attempts.get(i, 1),
+    }
+
+
+# -- asyncio debug mode: name the node that blocks the loop -----------------------------------
+
+
+def debug_steps(
+    steps: tuple[Step, ...], plan: Plan, loop: asyncio.AbstractEventLoop
+) -> tuple[Step, ...]:
+    """`steps` with every fast-path body wrapped by `blocking_watch` (debug runs only).
+
+    The run loop and its modes stay the same, so debug runs exercise the same fast path.
+    """
+    limit = loop.slow_callback_duration
+    return tuple(
+        step if step[2] == SLOW else (blocking_watch(step[0], spec.name, limit), *step[1:])
+        for step, spec in zip(steps, plan.specs, strict=True)
+    )
+
+
+def blocking_watch(fn: Callable[..., Any], name: str, limit: float) -> Callable[..., Any]:
+    """`fn`, logging a warning naming the node whenever one synchronous stretch of it (the call,
+    or one step of the coroutine it returns) holds the loop longer than `limit` seconds."""
+
+    def watched(*args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            value = fn(*args)
+        finally:
+            _check(name, started, limit)
+        if iscoroutine(value):
+            return _watch_steps(value, name, limit)
+        return value
+
+    return watched
+
+
+@types.coroutine
+def _watch_steps(
+    coro: Coroutine[Any, Any, Any], name: str, limit: float
+) -> Generator[Any, Any, Any]:
+    send, throw = coro.send, coro.throw
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        started = time.perf_counter()
+        try:
+            yielded = send(value) if error is None else throw(error)
+        except StopIteration as stop:
+            _check(name, started, limit)
+            return stop.value
+        except BaseException:
+            _check(name, started, limit)
+            raise
+        _check(name, started, limit)
+        value = error = None
+        try:
+            value = yield yielded
+        except BaseException as exc:
+            error = exc
+
+
+def _check(name: str, started: float, limit: float) -> None:
+    took = time.perf_counter() - started
+    if took > limit:
+        logger.warning(
+            "node %r blocked the event loop for %.3fs (longer than the loop's "
+            "slow_callback_duration, %.3fs): timeouts cannot interrupt it; run blocking work "
+            'with executor="thread"',
+            name,
+            took,
+            limit,
+            extra={"dagwire_node": name},
+        )

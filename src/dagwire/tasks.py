@@ -1,0 +1,93 @@
+"""How a run starts its own tasks, and how it runs a coroutine in a context of its choosing.
+
+Every task a run creates, in every phase (nodes, early releases, the cleanup phase), is made here:
+directly with `asyncio.Task`, never through the loop's task factory, so that a loop whose factory
+is eager changes nothing. On Python 3.12+ tasks start eagerly (a node that completes without
+waiting never touches the loop's queue); eager starts nest on the C stack, so their nesting is
+bounded per run and deeper starts are lazy: no graph, however deep, can hit `RecursionError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import types
+from collections.abc import Coroutine, Generator
+from contextvars import Context
+from typing import Any, TypeVar
+
+__all__ = ["EAGER", "TaskStarter", "in_context"]
+
+T = TypeVar("T")
+
+EAGER: bool = sys.version_info >= (3, 12)  # asyncio.Task(..., eager_start=True) exists
+MAX_EAGER_NESTING = 16
+_Task: Any = asyncio.Task  # Any: `eager_start=` is unknown to the 3.11 stubs
+
+
+class TaskStarter:
+    """Starts the tasks of one run on its loop; names them after their node in debug mode."""
+
+    __slots__ = ("debug", "depth", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.depth = 0  # eager starts currently nested on the stack
+        self.debug = loop.get_debug()  # task names cost a string per task: debug runs only
+
+    def start(
+        self, coro: Coroutine[Any, Any, None], name: str | None = None
+    ) -> asyncio.Task[None] | None:
+        """Start `coro` in a new task; None if it already ran to its end (eagerly).
+
+        The caller must handle the exception this raises (`RecursionError`, `MemoryError`) when
+        the task could not be created; `coro` is closed then.
+        """
+        try:
+            if EAGER and self.depth < MAX_EAGER_NESTING:
+                self.depth += 1
+                try:
+                    task: asyncio.Task[None] = _Task(
+                        coro,
+                        loop=self.loop,
+                        eager_start=True,
+                        name=name if self.debug else None,
+                    )
+                finally:
+                    self.depth -= 1
+                return None if task.done() and _retrieved(task) else task
+            lazy: asyncio.Task[None] = _Task(
+                coro, loop=self.loop, name=name if self.debug else None
+            )
+            return lazy
+        except BaseException:
+            coro.close()
+            raise
+
+
+def _retrieved(task: asyncio.Task[None]) -> bool:
+    """Whether a finished task may be dropped: only when nothing is left to report."""
+    return task.cancelled() or task.exception() is None
+
+
+@types.coroutine
+def in_context(ctx: Context, coro: Coroutine[Any, Any, T]) -> Generator[Any, Any, T]:
+    """Await `coro` with every one of its steps run in `ctx`, in the current task.
+
+    What a task does for its own context, without the cost of a task: the run's first root runs
+    in the caller's task this way, so that nothing it sets in its context is seen by the caller.
+    """
+    send, throw = coro.send, coro.throw
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            yielded = ctx.run(send, value) if error is None else ctx.run(throw, error)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        value = error = None
+        try:
+            value = yield yielded
+        except BaseException as exc:  # cancellation, GeneratorExit: deliver it to `coro`
+            error = exc
