@@ -236,7 +236,7 @@ async def body(run: Run, i: int, spec: NodeSpec, opts: NodeOptions, work: Work |
             context = contextvars.copy_context()  # like asyncio.to_thread: context travels
             context.run(in_thread, run.where(i))
         return await submit(work, opts.executor, fn, *args, context=context)
-    if run.starter.debug:
+    if run.debug:
         fn = blocking_watch(fn, spec.name, run.loop.slow_callback_duration)
     value = fn(*args)
     if isawaitable(value):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .context import RunContext, register_marker
 from .errors import NodeCancelledError
+from .tasks import start_task
 
 if TYPE_CHECKING:
     from .lifecycle import Cleanup
@@ -174,7 +175,8 @@ class Teardown:
         self.live += 1
         self.in_flight.add(r)
         try:
-            task = self.run.starter.start(self.chain(r), f"cleanup {self.run.plan.specs[r].name}")
+            name = f"cleanup {self.run.plan.specs[r].name}"
+            task = start_task(self.run, self.chain(r), name)
         except BaseException as exc:  # could not even start: leave r to the cleanup phase
             self.live -= 1
             self.in_flight.discard(r)

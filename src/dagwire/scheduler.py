@@ -40,7 +40,7 @@ from .policies import Limiter
 from .report import Observer, Reporter, make_reporter
 from .results import ExecutionResult, NodeFailure, make_dag_error
 from .status import NodeStatus
-from .tasks import TaskStarter, in_context
+from .tasks import EAGER, MAX_EAGER_NESTING, in_context, start_task
 
 if TYPE_CHECKING:
     from .events import Event
@@ -53,6 +53,7 @@ P = TypeVar("P")
 
 logger = logging.getLogger("dagwire")
 
+_Task: Any = asyncio.Task  # Any: `eager_start=` is unknown to the 3.11 stubs
 _RUNNING = NodeStatus.RUNNING
 _SUCCEEDED = NodeStatus.SUCCEEDED
 _PENDING = NodeStatus.PENDING
@@ -84,11 +85,13 @@ async def run_plan(
         for i, value in given.items():
             run.values[i] = value
             run.status[i] = _SUCCEEDED
-    reporter = make_reporter(run, observers, timeline)
+    reporter = None
+    if observers or timeline or dag.observers or logger.isEnabledFor(logging.DEBUG):
+        reporter = make_reporter(run, observers, timeline)
     if reporter is not None:
         run.use_reporter(reporter)
         reporter.run_started(resumed)
-    elif run.loop.get_debug():
+    elif run.debug:
         run.steps = calls.debug_steps(run.steps, plan, run.loop)
     try:
         await run.execute(timeout)
@@ -106,12 +109,15 @@ class Run:
     """The state of one run, and the loop that drives its nodes."""
 
     __slots__ = (
+        "_run_id",
         "aborted",
         "attempts",
         "cancelled",
         "causes",
         "counts",
         "dag",
+        "debug",
+        "eager_depth",
         "errors",
         "fail_fast",
         "failed",
@@ -126,9 +132,7 @@ class Run:
         "phase",
         "plan",
         "reporter",
-        "run_id",
         "scope",
-        "starter",
         "status",
         "steps",
         "tasks",
@@ -152,7 +156,7 @@ class Run:
         self.scope = scope
         self.params = params
         self.fail_fast = fail_fast
-        self.run_id = next(_ids)
+        self._run_id = 0  # assigned when first asked (events, current(), logging)
         # max_concurrency= counts bodies in the slow path: every node goes there.
         self.steps = scope.slow_steps if max_concurrency else scope.steps
         self.limiter = Limiter(max_concurrency) if max_concurrency else None
@@ -176,11 +180,19 @@ class Run:
         self.attempts: dict[int, int] = {}
         self.causes: dict[int, int] = {}  # skipped node -> the node that started its cascade
         self.loop = asyncio.get_running_loop()
-        self.starter = TaskStarter(self.loop)
+        self.eager_depth = 0  # eager task starts nested on the stack now (see `tasks`)
+        self.debug = self.loop.get_debug()
         self.invoke_task = asyncio.current_task()
         # 0: the invoke task is not running nodes; 1: it is (the inline root and its chain);
         # 2: it is, and a fail-fast abort cancelled it (execute() takes that cancel back).
         self.inline: int = 0
+
+    @property
+    def run_id(self) -> int:
+        """Unique per invoke in this process."""
+        if not self._run_id:
+            self._run_id = next(_ids)
+        return self._run_id
 
     def use_reporter(self, reporter: Reporter) -> None:
         self.reporter = reporter
@@ -205,7 +217,7 @@ class Run:
             self.inline = 1
             self.live += 1
             try:
-                await in_context(contextvars.copy_context(), self.drive(inline))
+                await self.drive_inline(inline)
             finally:
                 cancelled_by_abort = self.end_inline()
             if task is not None:
@@ -234,6 +246,18 @@ class Run:
                 f"finished nor skipped: {self.unfinished()}. Please report this bug."
             )
 
+    async def drive_inline(self, i: int) -> None:
+        """`drive(i)` in the caller's task, in a copy of the caller's context (as a task would
+        be): nothing a node sets in its context is seen by the caller. A chain that completes
+        without waiting costs one synchronous step, not a trampoline."""
+        context = contextvars.copy_context()
+        chain = self.drive(i)
+        try:
+            waiting = context.run(chain.send, None)
+        except StopIteration:
+            return
+        await in_context(context, chain, waiting)
+
     def end_inline(self) -> bool:
         """The invoke task stopped running nodes; return whether abort() had cancelled it."""
         cancelled_by_abort, self.inline = self.inline == 2, 0
@@ -244,17 +268,32 @@ class Run:
         return [specs[i].name for i, m in enumerate(members) if m and status[i] <= _RUNNING]
 
     def spawn(self, i: int) -> None:
+        """Start node i's chain in a new task (see `tasks`; inlined here: it is hot)."""
         if self.aborted:
             return
         self.live += 1
+        coro = self.drive(i)
         try:
-            task = self.starter.start(self.drive(i), self.plan.specs[i].name)
+            if self.debug:  # tasks named after their node, for asyncio's debug output
+                task = start_task(self, coro, self.plan.specs[i].name)
+                if task is None:
+                    return
+            elif EAGER and self.eager_depth < MAX_EAGER_NESTING:
+                self.eager_depth += 1
+                try:
+                    task = _Task(coro, loop=self.loop, eager_start=True)
+                finally:
+                    self.eager_depth -= 1
+                if task.done():  # ran to its end eagerly; drive() never raises
+                    return
+            else:
+                task = _Task(coro, loop=self.loop)
         except BaseException as exc:  # RecursionError, MemoryError: node i could not start
+            coro.close()
             self.live -= 1
             self.fail(i, exc)
             return
-        if task is not None:
-            self.tasks.append(task)
+        self.tasks.append(task)
 
     async def drive(self, i: int) -> None:
         """Run node i, then keep going with one dependent it made ready. THE hot path."""
@@ -423,7 +462,7 @@ class Run:
 
     async def shielded(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` to completion even if the caller is cancelled (again) meanwhile."""
-        task = self.starter.start(work, "dagwire cleanup")
+        task = start_task(self, work, "dagwire cleanup")
         if task is None:
             return  # it ran to its end eagerly, without waiting
         while not task.done():

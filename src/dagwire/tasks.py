@@ -14,55 +14,49 @@ import sys
 import types
 from collections.abc import Coroutine, Generator
 from contextvars import Context
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["EAGER", "TaskStarter", "in_context"]
+__all__ = ["EAGER", "MAX_EAGER_NESTING", "TaskOwner", "in_context", "start_task"]
 
 T = TypeVar("T")
 
+_NOT_STARTED: Any = object()  # in_context: `coro` has not taken its next step yet
 EAGER: bool = sys.version_info >= (3, 12)  # asyncio.Task(..., eager_start=True) exists
 MAX_EAGER_NESTING = 16
 _Task: Any = asyncio.Task  # Any: `eager_start=` is unknown to the 3.11 stubs
 
 
-class TaskStarter:
-    """Starts the tasks of one run on its loop; names them after their node in debug mode."""
+class TaskOwner(Protocol):
+    """What starts tasks: a run (its loop, how deep eager starts nest now, debug mode)."""
 
-    __slots__ = ("debug", "depth", "loop")
+    loop: asyncio.AbstractEventLoop
+    eager_depth: int
+    debug: bool
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.depth = 0  # eager starts currently nested on the stack
-        self.debug = loop.get_debug()  # task names cost a string per task: debug runs only
 
-    def start(
-        self, coro: Coroutine[Any, Any, None], name: str | None = None
-    ) -> asyncio.Task[None] | None:
-        """Start `coro` in a new task; None if it already ran to its end (eagerly).
+def start_task(
+    owner: TaskOwner, coro: Coroutine[Any, Any, None], name: str | None = None
+) -> asyncio.Task[None] | None:
+    """Start `coro` in a new task of `owner`; None if it already ran to its end (eagerly).
 
-        The caller must handle the exception this raises (`RecursionError`, `MemoryError`) when
-        the task could not be created; `coro` is closed then.
-        """
-        try:
-            if EAGER and self.depth < MAX_EAGER_NESTING:
-                self.depth += 1
-                try:
-                    task: asyncio.Task[None] = _Task(
-                        coro,
-                        loop=self.loop,
-                        eager_start=True,
-                        name=name if self.debug else None,
-                    )
-                finally:
-                    self.depth -= 1
-                return None if task.done() and _retrieved(task) else task
-            lazy: asyncio.Task[None] = _Task(
-                coro, loop=self.loop, name=name if self.debug else None
-            )
-            return lazy
-        except BaseException:
-            coro.close()
-            raise
+    Tasks are named `name` in debug mode only (a string per task costs). The caller handles
+    the exception this raises (`RecursionError`, `MemoryError`) when the task could not be
+    created; `coro` is closed then.
+    """
+    name = name if owner.debug else None
+    try:
+        if EAGER and owner.eager_depth < MAX_EAGER_NESTING:
+            owner.eager_depth += 1
+            try:
+                task: asyncio.Task[None] = _Task(coro, loop=owner.loop, eager_start=True, name=name)
+            finally:
+                owner.eager_depth -= 1
+            return None if task.done() and _retrieved(task) else task
+        lazy: asyncio.Task[None] = _Task(coro, loop=owner.loop, name=name)
+        return lazy
+    except BaseException:
+        coro.close()
+        raise
 
 
 def _retrieved(task: asyncio.Task[None]) -> bool:
@@ -71,23 +65,29 @@ def _retrieved(task: asyncio.Task[None]) -> bool:
 
 
 @types.coroutine
-def in_context(ctx: Context, coro: Coroutine[Any, Any, T]) -> Generator[Any, Any, T]:
+def in_context(
+    ctx: Context, coro: Coroutine[Any, Any, T], waiting: Any = _NOT_STARTED
+) -> Generator[Any, Any, T]:
     """Await `coro` with every one of its steps run in `ctx`, in the current task.
 
     What a task does for its own context, without the cost of a task: the run's first root runs
     in the caller's task this way, so that nothing it sets in its context is seen by the caller.
+    `waiting`: what `coro`'s first step, already run in `ctx`, is waiting for.
     """
     send, throw = coro.send, coro.throw
     value: Any = None
     error: BaseException | None = None
+    yielded = waiting
     while True:
-        try:
-            yielded = ctx.run(send, value) if error is None else ctx.run(throw, error)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
+        if yielded is _NOT_STARTED:
+            try:
+                yielded = ctx.run(send, value) if error is None else ctx.run(throw, error)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
         value = error = None
         try:
             value = yield yielded
         except BaseException as exc:  # cancellation, GeneratorExit: deliver it to `coro`
             error = exc
+        yielded = _NOT_STARTED
