@@ -13,15 +13,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from dagwire.errors import DagError
@@ -41,64 +37,17 @@ from dagwire.events import (
 )
 from dagwire.otel import OTelObserver
 from dagwire.policies import BreakerState
+from otel_support import Traces, attrs, in_memory_traces, int_attr, parent_id, span_id, trace_id
 
 
 class Busy(Exception):
     """A downstream error whose type is not a builtin (for ``error.type``)."""
 
 
-@dataclass
-class Traces:
-    """A tracer provider exporting to memory, and a tracer of it for the test's own spans."""
-
-    provider: TracerProvider
-    exporter: InMemorySpanExporter
-    tracer: trace.Tracer
-
-    def spans(self) -> list[ReadableSpan]:
-        return list(self.exporter.get_finished_spans())
-
-    def named(self, name: str) -> list[ReadableSpan]:
-        return [s for s in self.spans() if s.name == name]
-
-    def one(self, name: str) -> ReadableSpan:
-        (span,) = self.named(name)
-        return span
-
-
 @pytest.fixture
 def traces() -> Iterator[Traces]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield Traces(provider, exporter, provider.get_tracer("test"))
-    provider.shutdown()
-
-
-def span_id(span: ReadableSpan) -> int:
-    assert span.context is not None
-    ident: int = span.context.span_id
-    return ident
-
-
-def trace_id(span: ReadableSpan) -> int:
-    assert span.context is not None
-    ident: int = span.context.trace_id
-    return ident
-
-
-def parent_id(span: ReadableSpan) -> int | None:
-    return None if span.parent is None else span.parent.span_id
-
-
-def attrs(span: ReadableSpan) -> dict[str, object]:
-    return dict(span.attributes or {})
-
-
-def int_attr(span: ReadableSpan, key: str) -> int:
-    value = attrs(span)[key]
-    assert isinstance(value, int)
-    return value
+    with in_memory_traces() as t:
+        yield t
 
 
 class Script:
