@@ -72,8 +72,9 @@ def int_attr(span: ReadableSpan, key: str) -> int:
 
 
 def tree(spans: list[ReadableSpan], root: ReadableSpan) -> list[str]:
-    """The names of `root` and its descendants, indented two spaces per level; siblings in
-    start order (then by name), so a span tree reads like an outline in an assertion."""
+    """The names of `root` and its descendants, indented two spaces per level, so a span tree
+    reads like an outline in an assertion. Siblings are sorted by name, then start time: spans
+    that start concurrently come out in the same order on every run."""
     children: dict[int | None, list[ReadableSpan]] = {}
     for span in spans:
         children.setdefault(parent_id(span), []).append(span)
@@ -82,7 +83,7 @@ def tree(spans: list[ReadableSpan], root: ReadableSpan) -> list[str]:
     def walk(span: ReadableSpan, depth: int) -> None:
         lines.append("  " * depth + span.name)
         below = children.get(span_id(span), [])
-        for child in sorted(below, key=lambda c: (c.start_time or 0, c.name)):
+        for child in sorted(below, key=lambda c: (c.name, c.start_time or 0)):
             walk(child, depth + 1)
 
     walk(root, 0)
