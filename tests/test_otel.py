@@ -566,6 +566,9 @@ def test_duration_histograms_with_a_meter_provider(traces: Traces) -> None:
     ]
     deliver(observer, events)
     deliver(observer, simple_run(Script("orders", run_id=2), "fetch"))
+    s3 = Script("orders", run_id=3)
+    cancelled = [s3.run_started(), s3.run_finished(ok=False, error=asyncio.CancelledError())]
+    deliver(observer, cancelled)
     points = histogram_points(reader)
     meters.shutdown()
 
@@ -577,6 +580,8 @@ def test_duration_histograms_with_a_meter_provider(traces: Traces) -> None:
             ("error.type", "ValueError"),
         ),
         (("dagwire.dag.name", "orders"), ("dagwire.run.status", "succeeded")),
+        # A cancellation is no error: no error.type.
+        (("dagwire.dag.name", "orders"), ("dagwire.run.status", "cancelled")),
     }
     assert all(p.count == 1 for p in runs.values())
     failed_run = runs[

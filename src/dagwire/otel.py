@@ -44,8 +44,9 @@ circuit breaker's change is a ``dagwire.breaker_changed`` event on the attempt's
 Metrics, only with a ``meter_provider``: histograms ``dagwire.run.duration`` (attributes
 ``dagwire.dag.name``, ``dagwire.run.status``) and ``dagwire.node.duration`` (one value per
 attempt that started; ``dagwire.dag.name``, ``dagwire.node.name``, ``dagwire.node.status``), both
-in seconds (unit ``s``), with ``error.type`` when an exception ended the run or attempt. Run ids
-are not metric attributes (one series per run would be unbounded).
+in seconds (unit ``s``), with ``error.type`` when the run or attempt failed with an exception
+(a cancellation is not a failure). Run ids are not metric attributes (one series per run would
+be unbounded).
 """
 
 from __future__ import annotations
@@ -307,13 +308,13 @@ class OTelObserver:
             if error is not None:
                 self._record_error(span, error)
             else:  # on_error="continue": `invoke` returned a result that is not ok
-                failed = ", ".join(run.failed)
+                failed = ", ".join(run.failed) or "none reported"
                 span.set_status(self._status(self._error_code, f"nodes failed: {failed}"))
         span.set_attribute(_RUN_STATUS, status)
         span.end()
         if self._run_duration is not None:
             attributes: dict[str, AttributeValue] = {_DAG: event.dag, _RUN_STATUS: status}
-            if error is not None:
+            if error is not None and status == "failed":  # a cancellation is not an error
                 attributes[_ERROR_TYPE] = _error_type(error)
             # `time` is seconds since the run started: the duration when none was given.
             duration = event.duration if event.duration is not None else event.time
