@@ -85,7 +85,9 @@ async def a8(v1: int, v2: int, v3: int, v4: int, v5: int, v6: int, v7: int, v8: 
     return bytearray((v8 * (v1 + v2 + v3 + v4 + v5 + v6 + v7)).encode())
 
 
-def s9(v1: int, v2: int, v3: int, v4: int, v5: int, v6: int, v7: int, v8: int, v9: float) -> range:
+def s9(
+    v1: int, v2: int, v3: int, v4: int, v5: int, v6: int, v7: int, v8: int, v9: float
+) -> range:
     return range(v1 + v2 + v3 + v4 + v5 + v6 + v7 + v8 + int(v9))
 
 
@@ -115,16 +117,7 @@ async def only_params_async(params: Params) -> str:
 
 
 def s10_inject(
-    v1: int,
-    v2: int,
-    v3: int,
-    v4: int,
-    v5: int,
-    v6: int,
-    v7: int,
-    v8: int,
-    v9: int,
-    v10: int,
+    v1: int, v2: int, v3: int, v4: int, v5: int, v6: int, v7: int, v8: int, v9: int, v10: int,
     params: Params,
 ) -> str:
     return params.greeting * (v1 + v2 + v3 + v4 + v5 + v6 + v7 + v8 + v9 + v10)
