@@ -1,0 +1,1 @@
+"""A traced FastAPI service running one frozen dagwire graph per request (see `app`)."""
