@@ -154,9 +154,8 @@ def _node_attributes(event: Event, node: str) -> dict[str, AttributeValue]:
         _NODE: node,
         _ATTEMPT: event.attempt,
     }
-    tags = _tags(event)
-    if tags:
-        attributes[_TAGS] = tags
+    if event.tags:
+        attributes[_TAGS] = event.tags
     return attributes
 
 
@@ -167,13 +166,6 @@ def _taken_from(event: NodeSucceeded) -> dict[str, AttributeValue]:
     if event.resumed:
         taken["dagwire.node.resumed"] = True
     return taken
-
-
-def _tags(event: Event) -> tuple[str, ...]:
-    # Node events carry their node's `tags=` once the run loop fills the proposed `Event.tags`
-    # field; until then there are none to record.
-    tags: tuple[str, ...] = getattr(event, "tags", ())
-    return tags
 
 
 class OTelObserver:

@@ -126,7 +126,7 @@ class Reporter:
             self.times[i] = _Times(0.0, 0.0, resumed=True)
             self._node_event(NodeSucceeded, i, resumed=True, attempt=0, duration=0.0)
 
-    def run_finished(self, error: BaseException | None) -> None:
+    def run_finished(self, error: BaseException | None, *, ok: bool) -> None:
         if self.observers:
             run = self.run
             now = self.now()
@@ -137,7 +137,7 @@ class Reporter:
                     time=now,
                     duration=now,
                     error=error,
-                    ok=error is None,
+                    ok=ok,
                 )
             )
 

@@ -98,10 +98,10 @@ async def run_plan(
         result = run.outcome(timeout)
     except BaseException as exc:
         if reporter is not None:
-            reporter.run_finished(exc)
+            reporter.run_finished(exc, ok=False)
         raise
     if reporter is not None:
-        reporter.run_finished(None if result.ok else make_dag_error(dag.name, result.errors))
+        reporter.run_finished(None, ok=result.ok)
     return result
 
 
