@@ -187,7 +187,10 @@ class Cache:
         try:
             entry = entries.get(key)
         except TypeError as exc:
-            raise self._key_error(key, inputs, node, exc) from exc
+            clear = self._key_error(key, inputs, node)
+            if clear is None:  # not an unhashable key: a TypeError of some __eq__, say
+                raise
+            raise clear from exc
         if entry is None:
             return MISSING
         if self._clock() < entry[1]:
@@ -212,20 +215,18 @@ class Cache:
             except KeyError:  # emptied by another thread meanwhile
                 break
 
-    def _key_error(
-        self, key: Hashable, inputs: tuple[object, ...], node: str, exc: TypeError
-    ) -> TypeError:
-        """A clear error for an unhashable key; `exc` itself when hashing was not the cause."""
+    def _key_error(self, key: Hashable, inputs: tuple[object, ...], node: str) -> TypeError | None:
+        """A clear error for an unhashable key; None when hashing was not the cause."""
         if self._key is not None:
             if _hashable(key):
-                return exc
+                return None
             return TypeError(
                 f"node {node!r}: the key= function of its Cache returned an unhashable "
                 f"{type(key).__name__}; it must return a hashable value (a tuple, a string, ...)"
             )
         bad = next((k for k, value in enumerate(inputs) if not _hashable(value)), None)
         if bad is None:
-            return exc
+            return None
         return TypeError(
             f"node {node!r}: its Cache keys entries by the node's input values, but input "
             f"{bad} is an unhashable {type(inputs[bad]).__name__}; give the Cache a key= "
@@ -299,6 +300,8 @@ class _Flight:
     async def fly(self, call: Callable[[], Awaitable[object]]) -> None:
         try:
             value = await call()
+        except GeneratorExit:  # this coroutine is being closed (its loop is gone): no delivery
+            raise
         except BaseException as exc:
             if self.failed(exc):
                 raise
