@@ -134,8 +134,22 @@ class Cache:
         `node` names the node in errors: `TypeError` when the key is unhashable. Whatever the
         `key=` function raises propagates unchanged.
         """
+        # The hit path, inline; everything else (errors, expiry) goes through _get.
         key = inputs if self._key is None else self._key(*inputs)
-        return self._get(key, inputs, node)
+        entries = self._entries
+        try:
+            entry = entries.get(key)
+        except TypeError:
+            return self._get(key, inputs, node)  # raises the clear error
+        if entry is None:
+            return MISSING
+        if self._clock() < entry[1]:
+            try:  # noqa: SIM105  # suppress() would cost a context manager per hit
+                entries.move_to_end(key)
+            except KeyError:
+                pass  # another thread's loop dropped it meanwhile; it was fresh when read
+            return entry[0]
+        return self._get(key, inputs, node)  # drops the expired entry
 
     async def get_or_call(
         self, inputs: tuple[object, ...], call: Callable[[], Awaitable[object]], *, node: str
@@ -175,10 +189,18 @@ class Cache:
             self._switch_loop(loop)
         fkey = (loop, key)
         flight = self._flights.get(fkey)
-        if flight is not None:
-            return await flight.wait(), True
-        flight = self._flights[fkey] = _Flight(self._flights, self._store, fkey, call, node)
-        return await flight.wait(), False
+        hit = flight is not None
+        if flight is None:
+            flight = self._flights[fkey] = _Flight(self._flights, self._store, fkey, call, node)
+        waiter: asyncio.Future[object] = loop.create_future()
+        flight.waiters.append(waiter)
+        flight.live += 1
+        try:
+            return await waiter, hit
+        except CancelledError:
+            if waiter.cancelled():  # this caller was cancelled while the call ran
+                await flight.leave()
+            raise
 
     # -- entries ------------------------------------------------------------------------
 
@@ -194,9 +216,10 @@ class Cache:
         if entry is None:
             return MISSING
         if self._clock() < entry[1]:
-            # Another thread's loop may drop it meanwhile; the value was fresh when read.
-            with contextlib.suppress(KeyError):
+            try:  # noqa: SIM105  # as in lookup()
                 entries.move_to_end(key)
+            except KeyError:
+                pass
             return entry[0]
         if entries.get(key) is entry:  # not a fresher one stored by another thread meanwhile
             entries.pop(key, None)
@@ -272,18 +295,8 @@ class _Flight:
         if self.flights.get(self.fkey) is self:
             del self.flights[self.fkey]
 
-    async def wait(self) -> object:
-        waiter: asyncio.Future[object] = self.fkey[0].create_future()
-        self.waiters.append(waiter)
-        self.live += 1
-        try:
-            return await waiter
-        except CancelledError:
-            if waiter.cancelled():  # this caller was cancelled while the call ran
-                await self.leave()
-            raise
-
     async def leave(self) -> None:
+        """A waiter was cancelled; the last one to go cancels the call and waits for its end."""
         self.live -= 1
         if self.live or self.task.done():
             return
