@@ -28,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_cache
 import harness
 import runners as rmod
 import shapes
@@ -35,7 +36,7 @@ from harness import Row, Workload
 from runners import EAGER_FLOOR, FLOOR, Runner, Skip
 
 TIMED_SHAPES = ("chain1000", "fan1000", "random1000", "endpoint_seq", "endpoint_conc")
-EXTRA = ("sleep", "options", "memory", "recursion", "build")
+EXTRA = ("sleep", "options", "memory", "recursion", "build", "cache")
 
 #: seconds before a run of the recursion section counts as hung
 RECURSION_TIMEOUT = 5.0
@@ -407,6 +408,7 @@ class Results:
     memory: dict[str, dict[str, float]] | None = None
     recursion: dict[str, str] | None = None
     options: float | None = None
+    cache: bench_cache.CacheResults | None = None
 
 
 TARGETS = {
@@ -478,6 +480,9 @@ def summary(out: Out, res: Results) -> None:
             line(f"memory per node, {g}: dagwire / floor", dw / fl if dw and fl else None, "", 2.0)
     if res.options is not None:
         line("options: plain-node cost with options elsewhere / without", res.options, "", 1.1)
+    if res.cache is not None:
+        for what, ratio, spread, limit in bench_cache.summary_lines(res.cache):
+            line(what, ratio, spread, limit)
     if res.recursion is not None:
         bad = {k: v for k, v in res.recursion.items() if v != "ok"}
         verdict = "yes" if not bad else "**NO**: " + "; ".join(f"{k}: {v}" for k, v in bad.items())
@@ -531,6 +536,10 @@ async def main_bench(args: argparse.Namespace, out: Out) -> None:
         res.recursion = await run_recursion(out, runners)
     if "build" in only:
         run_build(out, cfg, runners)
+    if "cache" in only:
+        res.cache = await bench_cache.run_cache(
+            out, timing_table, repeat=cfg.repeat, seq=cfg.endpoint_seq, conc=cfg.endpoint_conc
+        )
     summary(out, res)
 
 
@@ -594,6 +603,7 @@ async def main_check(args: argparse.Namespace, out: Out) -> int:
         if skipped:
             line += f" (skipped: {skipped})" if results else f"skipped: {skipped}"
         out(line)
+    failures += await bench_cache.check(out)
     out("check: " + ("OK" if not failures else f"{failures} failure(s)"))
     return 1 if failures else 0
 
