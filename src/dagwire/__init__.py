@@ -5,6 +5,7 @@ each node starts the moment its own inputs are ready; results come back through 
 resources acquired along the way are always released, in the right order, whatever fails.
 """
 
+from .cache import Cache
 from .context import RunContext, current
 from .errors import (
     CircuitOpenError,
@@ -24,6 +25,7 @@ from .status import NodeStatus
 
 __all__ = [
     "BreakerState",
+    "Cache",
     "CircuitBreaker",
     "CircuitOpenError",
     "Dag",

@@ -15,9 +15,11 @@ import time
 import types
 from asyncio import CancelledError
 from collections.abc import Callable, Coroutine, Generator
+from functools import partial
 from inspect import isawaitable, iscoroutine
 from typing import TYPE_CHECKING, Any
 
+from .cache import Cache
 from .context import in_thread
 from .definition import NO_FALLBACK, NodeKind, NodeOptions, NodeSpec
 from .errors import Skip
@@ -63,7 +65,10 @@ async def call(run: Run, i: int) -> object:
             run.phase[i] = "pre"
             await call_hook(opts.pre, opts.pre_takes_param, run.params)
         run.phase[i] = "setup" if spec.kind is NodeKind.RESOURCE else "body"
-        value = await attempts(run, i, spec, opts)
+        if opts.cache is None:
+            value = await attempts(run, i, spec, opts, run.args(i))
+        else:
+            value = await shared(run, i, spec, opts, opts.cache)
     except Skip:
         if opts.fallback is NO_FALLBACK:
             raise
@@ -87,25 +92,57 @@ async def call(run: Run, i: int) -> object:
     return value
 
 
-async def attempts(run: Run, i: int, spec: NodeSpec, opts: NodeOptions) -> object:
+async def shared(run: Run, i: int, spec: NodeSpec, opts: NodeOptions, cache: Cache) -> object:
+    """A cached node whose value was not stored: join or start the call its `cache` shares
+    between every run needing the same inputs (single-flight).
+
+    The shared call outlives any one run that waits for it, so it runs detached from them all:
+    no run's abort, limiter or events reach into it (each waiting run reports one attempt and
+    its outcome, not the call's retries).
+    """
+    args = run.args(i)
+    limiter = run.limiter  # max_concurrency=: waiting for the call counts as running
+    if limiter is not None:
+        await limiter.acquire()
+    try:
+        if run.aborted:
+            raise Stopped
+        if run.reporter is not None:
+            run.reporter.attempt_started(i, 1)
+        value, hit = await cache.get_or_call(
+            args, partial(attempts, None, i, spec, opts, args), node=spec.name
+        )
+    finally:
+        if limiter is not None:
+            limiter.release()
+    if hit and run.reporter is not None:
+        run.reporter.cached(i)
+    return value
+
+
+async def attempts(
+    run: Run | None, i: int, spec: NodeSpec, opts: NodeOptions, args: tuple[Any, ...]
+) -> object:
+    """The attempts of node i's body (`run` is None in a call a `Cache` shares)."""
     retry = opts.retry
     attempt = 1
     while True:
         try:
-            return await attempt_once(run, i, spec, opts, attempt)
+            return await attempt_once(run, i, spec, opts, args, attempt)
         except Exception as exc:  # BaseExceptions are never retried
             if (
                 retry is None
                 or attempt >= retry.attempts
-                or run.aborted
+                or (run is not None and run.aborted)
                 or isinstance(exc, Skip)
                 or not retry.should_retry(exc)
             ):
                 raise
             delay = retry.delay(attempt)
-            run.status[i] = NodeStatus.RETRYING
-            if run.reporter is not None:
-                run.reporter.retrying(i, attempt, delay, exc)
+            if run is not None:
+                run.status[i] = NodeStatus.RETRYING
+                if run.reporter is not None:
+                    run.reporter.retrying(i, attempt, delay, exc)
             if logger.isEnabledFor(logging.WARNING):
                 logger.warning(
                     "node %r attempt %d of %d failed (%r); retrying in %.3fs",
@@ -114,19 +151,26 @@ async def attempts(run: Run, i: int, spec: NodeSpec, opts: NodeOptions) -> objec
                     retry.attempts,
                     exc,
                     delay,
-                    extra=_extra(run, i),
+                    extra=_extra(run, i) if run is not None else {"dagwire_node": spec.name},
                 )
             await asyncio.sleep(delay)
-            run.status[i] = _RUNNING
             attempt += 1
-            run.attempts[i] = attempt
+            if run is not None:
+                run.status[i] = _RUNNING
+                run.attempts[i] = attempt
 
 
-async def attempt_once(run: Run, i: int, spec: NodeSpec, opts: NodeOptions, attempt: int) -> object:
+async def attempt_once(
+    run: Run | None,
+    i: int,
+    spec: NodeSpec,
+    opts: NodeOptions,
+    args: tuple[Any, ...],
+    attempt: int,
+) -> object:
+    per_run = run.limiter if run is not None else None
     limiters = [
-        lim
-        for lim in (run.limiter, opts.limiter)
-        if lim is not None and spec.kind is not NodeKind.JOIN
+        lim for lim in (per_run, opts.limiter) if lim is not None and spec.kind is not NodeKind.JOIN
     ]
     for k, lim in enumerate(limiters):
         try:
@@ -137,14 +181,16 @@ async def attempt_once(run: Run, i: int, spec: NodeSpec, opts: NodeOptions, atte
             raise
     work = Work() if opts.executor is not None else None
     try:
-        if run.aborted:  # woken (limiter slot, retry delay, pre) before the abort's cancel
-            raise Stopped
-        if run.reporter is not None:
-            run.reporter.attempt_started(i, attempt)
+        if run is not None:
+            if run.aborted:  # woken (limiter slot, retry delay, pre) before the abort's cancel
+                raise Stopped
+            if run.reporter is not None:
+                run.reporter.attempt_started(i, attempt)
+        running = timed_body(run, i, spec, opts, args, work, attempt)
         breaker = opts.breaker
         if breaker is None:
-            return await timed_body(run, i, spec, opts, work, attempt)
-        return await guarded(run, i, breaker, timed_body(run, i, spec, opts, work, attempt))
+            return await running
+        return await guarded(run, i, breaker, running)
     finally:
         if limiters:
             _release_when_stopped(limiters, work)
@@ -165,7 +211,7 @@ def _release_when_stopped(limiters: list[Limiter], work: Work | None) -> None:
 
 
 async def guarded(
-    run: Run, i: int, breaker: CircuitBreaker, body: Coroutine[Any, Any, object]
+    run: Run | None, i: int, breaker: CircuitBreaker, body: Coroutine[Any, Any, object]
 ) -> object:
     """Run `body` through `breaker`; report the state changes this call causes."""
     old = breaker.state
@@ -191,21 +237,27 @@ async def guarded(
     return value
 
 
-def _breaker_changed(run: Run, i: int, old: Any, breaker: CircuitBreaker) -> None:
+def _breaker_changed(run: Run | None, i: int, old: Any, breaker: CircuitBreaker) -> None:
     new = breaker.state
-    if new is not old and run.reporter is not None:
+    if new is not old and run is not None and run.reporter is not None:
         run.reporter.emit_breaker(i, old, new)
 
 
 async def timed_body(
-    run: Run, i: int, spec: NodeSpec, opts: NodeOptions, work: Work | None, attempt: int
+    run: Run | None,
+    i: int,
+    spec: NodeSpec,
+    opts: NodeOptions,
+    args: tuple[Any, ...],
+    work: Work | None,
+    attempt: int,
 ) -> object:
     if opts.timeout is None:
-        return await body(run, i, spec, opts, work)
+        return await body(run, i, spec, opts, args, work)
     limit = asyncio.timeout(opts.timeout)
     try:
         async with limit:
-            return await body(run, i, spec, opts, work)
+            return await body(run, i, spec, opts, args, work)
     except TimeoutError as exc:
         if limit.expired():  # ours, not one the body raised itself
             retry = opts.retry
@@ -216,11 +268,17 @@ async def timed_body(
         raise
 
 
-async def body(run: Run, i: int, spec: NodeSpec, opts: NodeOptions, work: Work | None) -> object:
+async def body(
+    run: Run | None,
+    i: int,
+    spec: NodeSpec,
+    opts: NodeOptions,
+    args: tuple[Any, ...],
+    work: Work | None,
+) -> object:
     fn = spec.fn
     assert fn is not None
-    args = run.args(i)
-    if opts.post is not None and opts.pre is None:
+    if run is not None and opts.post is not None and opts.pre is None:
         # Without pre, post runs iff the body started: registered at the first attempt
         # that reaches the body (not while waiting for a limiter or refused by a breaker).
         teardown = run.teardown
@@ -228,15 +286,17 @@ async def body(run: Run, i: int, spec: NodeSpec, opts: NodeOptions, work: Work |
         if not own or all(phase != "post" for phase, _ in own):
             run.add_cleanup(i, post_hook(opts.post, opts.post_takes_param, run))
     if spec.kind is NodeKind.RESOURCE:
+        assert run is not None  # (resources are never cached)
         return await enter_resource(run, i, fn, args, opts.executor, work)
     if work is not None:
         assert opts.executor is not None
         context = None
         if opts.executor == "thread" or _is_thread_pool(opts.executor):
             context = contextvars.copy_context()  # like asyncio.to_thread: context travels
-            context.run(in_thread, run.where(i))
+            if run is not None:
+                context.run(in_thread, run.where(i))
         return await submit(work, opts.executor, fn, *args, context=context)
-    if run.debug:
+    if run is not None and run.debug:
         fn = blocking_watch(fn, spec.name, run.loop.slow_callback_duration)
     value = fn(*args)
     if isawaitable(value):

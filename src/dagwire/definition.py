@@ -8,6 +8,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Literal
 
+from .cache import Cache
 from .policies import CircuitBreaker, Limiter, Retry
 
 __all__ = ["NO_FALLBACK", "Const", "Hook", "NodeKind", "NodeOptions", "NodeSpec"]
@@ -53,6 +54,7 @@ class NodeOptions:
     post_takes_param: bool = False
     release: Literal["end", "early"] = "end"
     cleanup_timeout: float | None = None
+    cache: Cache | None = None
 
     @property
     def is_default(self) -> bool:

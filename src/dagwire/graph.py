@@ -198,6 +198,11 @@ class Dag(TypedAdders[P], Generic[P]):
         except TypeError as exc:
             raise DagDefinitionError(f"{what}: {exc}") from None
         name, after, tags, node_options = parsed
+        if kind is NodeKind.RESOURCE and options.get("cache") is not None:
+            raise DagDefinitionError(
+                f"{what}: cache= applies to add_node only: a resource is set up and cleaned up "
+                "by each run; cache the node that computes from it instead"
+            )
         if kind is NodeKind.CALL and options.get("release", "end") != "end":
             raise DagDefinitionError(
                 f"{what}: release= applies to resources only; use dag.add_resource() for a "

@@ -7,6 +7,7 @@ from concurrent.futures import Executor
 from typing import Any, Literal
 
 from ._callables import takes_argument
+from .cache import Cache
 from .definition import NO_FALLBACK, NodeOptions
 from .errors import DagDefinitionError
 from .node import Node
@@ -31,6 +32,7 @@ def parse_options(
     tags: Iterable[str] = (),
     release: Literal["end", "early"] = "end",
     cleanup_timeout: float | None = None,
+    cache: Cache | None = None,
 ) -> tuple[str | None, Node[Any] | Iterable[Node[Any]], tuple[str, ...], NodeOptions | None]:
     if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
         raise DagDefinitionError(
@@ -56,6 +58,14 @@ def parse_options(
         raise DagDefinitionError(
             f"{what}: executor= takes 'thread' or a concurrent.futures.Executor, got {executor!r}"
         )
+    if cache is not None:
+        if not isinstance(cache, Cache):
+            raise DagDefinitionError(f"{what}: cache= takes a dagwire.Cache, got {cache!r}")
+        if pre is not None or post is not None:
+            raise DagDefinitionError(
+                f"{what}: cache= cannot be combined with pre=/post=: a cached value is shared by "
+                "every run while hooks belong to one run; put the hooks on a node of their own"
+            )
     if release not in ("end", "early"):
         raise DagDefinitionError(f"{what}: release= must be 'end' or 'early', got {release!r}")
     if isinstance(tags, str):
@@ -73,5 +83,6 @@ def parse_options(
         post_takes_param=post is not None and takes_argument(post, what=f"{what} post"),
         release=release,
         cleanup_timeout=cleanup_timeout,
+        cache=cache,
     )
     return name, after, tuple(tags), None if options.is_default else options

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+from .cache import Cache
 from .definition import Const, NodeKind, NodeSpec
 from .status import NodeStatus
 
@@ -72,6 +73,7 @@ class Plan:
     has_cleanups: bool  # some node has post= or is a resource
     early: tuple[bool, ...]  # the node is a release="early" resource
     has_early: bool
+    caches: tuple[Cache | None, ...]  # the node's cache= (looked up before its slow path)
     full: Scope  # every runnable node
     _scopes: dict[tuple[frozenset[int], frozenset[int]], Scope] = field(
         default_factory=dict[tuple[frozenset[int], frozenset[int]], Scope]
@@ -171,6 +173,7 @@ def compile_plan(specs: tuple[NodeSpec, ...]) -> Plan:
         ),
         early=early,
         has_early=any(early),
+        caches=tuple(s.options.cache if s.options is not None else None for s in specs),
         full=_EMPTY_SCOPE,
     )
     object.__setattr__(plan, "full", _scope(plan, tuple(runnable)))

@@ -171,7 +171,8 @@ class Reporter:
         self.covered[i] = error
 
     def cached(self, i: int) -> None:
-        self.times[i].cached = True
+        now = self.now()
+        self.times.setdefault(i, _Times(now, now)).cached = True
 
     def node_ended(self, i: int) -> None:
         """Node i's outcome is recorded: the event that ends its last attempt."""

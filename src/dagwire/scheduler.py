@@ -32,6 +32,7 @@ from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import calls
+from .cache import MISSING
 from .cleanup import Teardown
 from .context import RunContext, register_marker
 from .errors import NodeCancelledError, Skip
@@ -298,6 +299,7 @@ class Run:
     async def drive(self, i: int) -> None:
         """Run node i, then keep going with one dependent it made ready. THE hot path."""
         steps, values, status, counts = self.steps, self.values, self.status, self.counts
+        caches = self.plan.caches
         # Nodes this chain finished, subtracted from `left` when the chain stops. Plain nodes
         # are never marked RUNNING: no finished run can show that status, and it costs a store.
         done = 0
@@ -314,7 +316,15 @@ class Run:
                     elif mode == A0:
                         value = await fn()
                     elif mode == SLOW:
-                        value = await calls.call(self, i)
+                        cache = caches[i]
+                        if cache is None:
+                            value = await calls.call(self, i)
+                        else:  # a hit costs a lookup; a miss goes to the shared call
+                            value = cache.lookup(self.args(i), self.plan.specs[i].name)
+                            if value is MISSING:
+                                value = await calls.call(self, i)
+                            elif self.reporter is not None:
+                                self.reporter.cached(i)
                         values[i] = value
                         status[i] = _SUCCEEDED
                         self.ended(i)  # after its outcome is recorded
