@@ -33,12 +33,12 @@ _CLASSES = {
     NodeKind.RESOURCE: "resource",
     NodeKind.JOIN: "join",
 }
-_CLASS_DEFS = (
-    "classDef param fill:#fff4d6,stroke:#b7791f",
-    "classDef constant fill:#f2f2f2,stroke:#888888",
-    "classDef resource fill:#e3f2fd,stroke:#1e6aa8",
-    "classDef join fill:#ede7f6,stroke:#5e35b1",
-)
+_CLASS_STYLES = {
+    "param": "fill:#fff4d6,stroke:#b7791f",
+    "constant": "fill:#f2f2f2,stroke:#888888",
+    "resource": "fill:#e3f2fd,stroke:#1e6aa8",
+    "join": "fill:#ede7f6,stroke:#5e35b1",
+}
 
 
 def escape(text: str) -> str:
@@ -62,7 +62,8 @@ def flowchart(specs: Sequence[NodeSpec]) -> str:
     for e in edges(specs):
         arrow = "-->" if e.carries_value else "-.->"
         lines.append(f"    n{e.source} {arrow} n{e.target}")
-    lines.extend(f"    {d}" for d in _CLASS_DEFS)
+    used = {_CLASSES[s.kind] for s in specs if s.kind in _CLASSES}
+    lines.extend(f"    classDef {c} {style}" for c, style in _CLASS_STYLES.items() if c in used)
     return "\n".join(lines) + "\n"
 
 
