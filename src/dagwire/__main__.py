@@ -17,7 +17,7 @@ import argparse
 import importlib
 import json
 import sys
-from typing import Any, cast
+from typing import Any
 
 from .graph import Dag
 
@@ -45,7 +45,7 @@ def load_dag(target: str) -> Dag[Any]:
             f"{target!r} is a {type(obj).__name__}, not a dagwire Dag: "
             "name the variable that holds the graph"
         )
-    return cast("Dag[Any]", obj)  # narrowed to Dag[Unknown]: the parameter type is not known
+    return obj
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
