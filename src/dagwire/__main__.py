@@ -45,7 +45,8 @@ def load_dag(target: str) -> Dag[Any]:
             f"{target!r} is a {type(obj).__name__}, not a dagwire Dag: "
             "name the variable that holds the graph"
         )
-    return obj
+    # isinstance() cannot know the graph's parameter type: Dag[Unknown] to pyright.
+    return obj  # pyright: ignore[reportUnknownVariableType]
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
