@@ -121,7 +121,7 @@ def plot(dag_name: str, timings: Sequence[NodeTiming], path: str | os.PathLike[s
     ax = fig.add_subplot()
     _draw_bars(ax, table, scale, sliver=width / 400)
     ax.set_yticks(range(len(table)), [_plain(name) for name, _ in table])
-    ax.set_ylim(len(table) - 0.5, -0.5)  # the first node on top
+    ax.set_ylim(max(len(table), 1) - 0.5, -0.5)  # the first node on top
     ax.set_xlim(0, width * 1.02)
     ax.set_xlabel(f"{'milliseconds' if unit == 'ms' else 'seconds'} since the run started")
     ax.set_title(_plain(f"{dag_name}: {len(table)} nodes, {span * scale:.4g} {unit}"))
