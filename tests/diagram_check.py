@@ -107,6 +107,7 @@ def parse_flowchart(text: str) -> Flowchart:
             closing, kind = _SHAPE[m.group(2)]
             assert m.group(4) == closing, line
             assert _LABEL.fullmatch(m.group(3)), f"unescaped character in {line!r}"
+            assert m.group(3) == m.group(3).strip(), f"Mermaid trims {line!r}"
             assert m.group(1) not in nodes, f"node defined twice: {line!r}"
             nodes[m.group(1)] = (kind, decode(m.group(3)))
             if m.group(5):

@@ -42,8 +42,14 @@ _CLASS_STYLES = {
 
 
 def escape(text: str) -> str:
-    """`text` with every character but letters, digits, space, ``_.-`` as a Mermaid entity code."""
-    return "".join(c if c.isalnum() or c in " _.-" else f"#{ord(c)};" for c in text)
+    """`text` with every character but letters, digits, space and ``_.-`` as a Mermaid entity
+    code (``#60;``), and a space at either end too (Mermaid would trim it)."""
+    out = [c if c.isalnum() or c in " _.-" else f"#{ord(c)};" for c in text]
+    if out and out[0] == " ":
+        out[0] = "#32;"
+    if out and out[-1] == " ":
+        out[-1] = "#32;"
+    return "".join(out)
 
 
 def flowchart(specs: Sequence[NodeSpec]) -> str:
@@ -85,14 +91,11 @@ _GANTT_TAGS = {
 
 
 def _task_name(text: str) -> str:
-    # The lexer trims a task name and reads one that starts with a keyword as that statement:
-    # such a first character, and a space at either end, are written as entity codes too.
-    escaped = escape(text)
-    if text.startswith(" ") or _GANTT_KEYWORD.match(text):
-        escaped = f"#{ord(text[0])};{escape(text[1:])}"
-    if len(text) > 1 and text.endswith(" "):
-        escaped = escaped[:-1] + "#32;"
-    return escaped
+    # The lexer reads a line that starts with a keyword as that statement: such a first
+    # character is written as an entity code too.
+    if _GANTT_KEYWORD.match(text):
+        return f"#{ord(text[0])};{escape(text[1:])}"
+    return escape(text)
 
 
 def _ms(seconds: float) -> int:
