@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
-from diagram_check import MMDC, SVG, render_mermaid
-from render_cases import KINDS, NASTY_NAMES, hand_result, kinds_dag, nasty_dag, result_with
 
 from dagwire import Dag, NodeStatus, NodeTiming
 from dagwire._demo import dag as demo_dag
 from dagwire.results import Interval
+from diagram_check import MMDC, SVG, render_mermaid
+from render_cases import KINDS, NASTY_NAMES, hand_result, kinds_dag, nasty_dag, result_with
 
 pytestmark = pytest.mark.skipif(MMDC is None, reason="the mermaid CLI (mmdc) is not installed")
 
