@@ -42,7 +42,7 @@ def load_dag(target: str) -> Dag[Any]:
             raise UsageError(f"module {module_name!r} has no attribute {attr!r}") from None
     if not isinstance(obj, Dag):
         raise UsageError(
-            f"{target!r} is a {type(obj).__name__}, not a dagwire Dag: "
+            f"{target!r} is of type {type(obj).__name__}, not a dagwire Dag: "
             "name the variable that holds the graph"
         )
     # isinstance() cannot know the graph's parameter type: Dag[Unknown] to pyright.
