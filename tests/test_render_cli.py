@@ -47,7 +47,7 @@ def graphs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A module of graphs importable under a name unique to the test."""
     name = f"cli_graphs_{abs(hash(tmp_path))}"
     (tmp_path / f"{name}.py").write_text(GRAPHS, encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
     return name
 
 
