@@ -32,7 +32,6 @@ __all__ = ["TraceEvent", "trace"]
 
 TraceEvent = dict[str, object]
 _PID = 1
-_BODY_PHASES = ("body", "setup", "pre")
 _CLEANUP_PHASES = ("cleanup", "post")
 
 
@@ -107,6 +106,66 @@ def _args(s: _Slice, errors: dict[tuple[str, str], BaseException], last: bool) -
     return args
 
 
+def _metadata(dag_name: str, lanes: int) -> list[TraceEvent]:
+    meta: list[TraceEvent] = [
+        {"name": "process_name", "ph": "M", "pid": _PID, "args": {"name": f"dagwire {dag_name}"}}
+    ]
+    for lane in range(1, lanes + 1):
+        lane_meta = {"ph": "M", "pid": _PID, "tid": lane}
+        meta.append({"name": "thread_name", **lane_meta, "args": {"name": f"lane {lane}"}})
+        meta.append({"name": "thread_sort_index", **lane_meta, "args": {"sort_index": lane}})
+    return meta
+
+
+# (ts, seq of the slice it belongs to, 0 for the slice / 1 for a flow, event): sorted, a slice
+# comes before the flows bound to it at the same timestamp, as Perfetto's importer needs.
+_Timed = tuple[int, int, int, TraceEvent]
+
+
+def _slice_events(
+    slices: list[_Slice], last: dict[str, _Slice], errors: dict[tuple[str, str], BaseException]
+) -> list[_Timed]:
+    out: list[_Timed] = []
+    for s in slices:
+        event: TraceEvent = {
+            "name": s.bar.node + (" cleanup" if s.bar.what == "cleanup" else ""),
+            "cat": s.bar.what,
+            "ph": "X",
+            "ts": s.ts,
+            "dur": s.dur,
+            "pid": _PID,
+            "tid": s.lane,
+            "args": _args(s, errors, last.get(s.bar.node) is s),
+        }
+        out.append((s.ts, s.seq, 0, event))
+    return out
+
+
+def _flow_events(
+    specs: Sequence[NodeSpec], first: dict[str, _Slice], last: dict[str, _Slice]
+) -> list[_Timed]:
+    out: list[_Timed] = []
+    flow_id = 0
+    for e in edges(specs):
+        source = last.get(specs[e.source].name)
+        target = first.get(specs[e.target].name)
+        if source is None or target is None:
+            continue  # the params node, constants, or a node that did not run
+        flow_id += 1
+        common: TraceEvent = {
+            "name": "dependency",
+            "cat": "input" if e.carries_value else "after",
+            "id": flow_id,
+            "pid": _PID,
+        }
+        # Inside the upstream slice (its last microsecond), so that it binds to that slice.
+        s_ts = max(source.ts, source.end - 1)
+        out.append((s_ts, source.seq, 1, {**common, "ph": "s", "ts": s_ts, "tid": source.lane}))
+        f_event = {**common, "ph": "f", "bp": "e", "ts": target.ts, "tid": target.lane}
+        out.append((target.ts, target.seq, 1, f_event))
+    return out
+
+
 def trace(
     dag_name: str,
     specs: Sequence[NodeSpec],
@@ -126,72 +185,14 @@ def trace(
     units = _units(timings)
     lanes = _assign_lanes(units)
     slices = sorted((s for u in units for s in u), key=lambda s: (s.ts, s.dur, s.lane))
-    for seq, s in enumerate(slices):
-        s.seq = seq
-
-    # (ts, seq, tiebreak, event): at one timestamp a slice comes before the flows bound to it.
-    timed: list[tuple[int, int, int, TraceEvent]] = []
     first: dict[str, _Slice] = {}
     last: dict[str, _Slice] = {}
-    for s in slices:
+    for seq, s in enumerate(slices):
+        s.seq = seq
         if s.bar.what != "cleanup":
             first.setdefault(s.bar.node, s)
             last[s.bar.node] = s
-    for s in slices:
-        is_last = last.get(s.bar.node) is s
-        name = s.bar.node + (" cleanup" if s.bar.what == "cleanup" else "")
-        event: TraceEvent = {
-            "name": name,
-            "cat": s.bar.what,
-            "ph": "X",
-            "ts": s.ts,
-            "dur": s.dur,
-            "pid": _PID,
-            "tid": s.lane,
-            "args": _args(s, errors, is_last),
-        }
-        timed.append((s.ts, s.seq, 0, event))
 
-    flow_id = 0
-    for e in edges(specs):
-        source = last.get(specs[e.source].name)
-        target = first.get(specs[e.target].name)
-        if source is None or target is None:
-            continue  # the params node, constants, or a node that did not run
-        flow_id += 1
-        common: TraceEvent = {
-            "name": "dependency",
-            "cat": "input" if e.carries_value else "after",
-            "id": flow_id,
-            "pid": _PID,
-        }
-        # Inside the upstream slice (its last microsecond), so it binds to that slice.
-        s_ts = max(source.ts, source.end - 1)
-        timed.append((s_ts, source.seq, 1, {**common, "ph": "s", "ts": s_ts, "tid": source.lane}))
-        f_event = {**common, "ph": "f", "bp": "e", "ts": target.ts, "tid": target.lane}
-        timed.append((target.ts, target.seq, 1, f_event))
-
-    meta: list[TraceEvent] = [
-        {"name": "process_name", "ph": "M", "pid": _PID, "args": {"name": f"dagwire {dag_name}"}}
-    ]
-    for lane in range(1, lanes + 1):
-        meta.append(
-            {
-                "name": "thread_name",
-                "ph": "M",
-                "pid": _PID,
-                "tid": lane,
-                "args": {"name": f"lane {lane}"},
-            }
-        )
-        meta.append(
-            {
-                "name": "thread_sort_index",
-                "ph": "M",
-                "pid": _PID,
-                "tid": lane,
-                "args": {"sort_index": lane},
-            }
-        )
+    timed = _slice_events(slices, last, errors) + _flow_events(specs, first, last)
     timed.sort(key=lambda t: t[:3])
-    return {"traceEvents": meta + [t[3] for t in timed]}
+    return {"traceEvents": _metadata(dag_name, lanes) + [t[3] for t in timed]}
