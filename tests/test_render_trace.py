@@ -120,7 +120,7 @@ def _drop_dur(t: list[Event]) -> None:
 
 
 def _partial_overlap(t: list[Event]) -> None:
-    t[4]["ts"] = 5  # b [5, 10) starts inside a [0, 10) and ends after it... once dur grows
+    t[4]["ts"] = 5  # b [5, 25) starts inside a [0, 10) and ends after it
     t[4]["dur"] = 20
 
 
@@ -397,5 +397,12 @@ def test_any_timeline_gives_a_valid_trace_in_the_fewest_lanes(
     assert len(slices) == sum(len(t.intervals) for t in timings)
     assert len({e["tid"] for e in slices}) == _fewest_lanes(_units(slices))
     ran = sorted(int(t.node[1:]) for t in timings)
-    # every ordered pair of nodes that both ran is an edge of DENSE: one arrow each
+    # every ordered pair of nodes that both ran is an edge of DENSE: one arrow each, from the
+    # upstream node's last attempt to the downstream node's first
     assert len(flows) == len(ran) * (len(ran) - 1) // 2
+    attempts = {t.node: t.attempts for t in timings}
+    for f in flows:
+        source, target = _args(f.source), _args(f.target)
+        assert str(source["node"]) < str(target["node"])
+        assert source["attempt"] == attempts[str(source["node"])]
+        assert target["attempt"] == 1
