@@ -1,8 +1,9 @@
 """Pictures of real runs invoked with `timeline=True`: per-attempt and cleanup intervals.
 
-These tests need the run loop to record `NodeTiming.intervals` (one `Interval` per attempt and
-per cleanup). Until it does, they fail on the first assertion about intervals, which says so.
-The rest of the picture tests use hand-built timelines (`render_cases.hand_result`).
+The run loop records `NodeTiming.intervals` (one `Interval` per attempt and per cleanup); these
+tests check what it records for a retried node, a fallback, a `post=` hook and a resource whose
+cleanup fails, and the pictures drawn from it. The other picture tests use hand-built timelines
+(`render_cases.hand_result`) to reach cases a real run makes hard to time.
 """
 
 from __future__ import annotations
