@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from .graph import build_dag
+from .graph import Dag, build_dag
 from .node import Node
+from .results import ExecutionResult
 
 _PICTURE = """\
     auth ──> load_user ──> load_orders ──┐
@@ -65,8 +66,8 @@ def render(user: str, orders: list[str], recs: list[str]) -> str:
     return f"{user}: {len(orders)} orders, recommended {recs}"
 
 
-async def demo() -> None:
-    global _t0
+def build() -> tuple[Dag[int], Node[str]]:
+    """The endpoint graph and its final node."""
     with build_dag(int, name="endpoint") as dag:
         uid = dag.add_node(auth, dag.params)
         flags = dag.add_node(feature_flags)
@@ -74,6 +75,15 @@ async def demo() -> None:
         orders = dag.add_node(load_orders, user)
         recs = dag.add_node(recommend, user, flags)
         page = dag.add_node(render, user, orders, recs)
+    return dag, page
+
+
+# Module level so that `python -m dagwire graph dagwire._demo:dag` draws it.
+dag, page = build()
+
+
+async def demo() -> ExecutionResult[int]:
+    global _t0
     print(_PICTURE)
     print("\neach node starts the moment its own inputs are done:\n")
     _t0 = time.perf_counter()
@@ -85,7 +95,9 @@ async def demo() -> None:
         inputs = [n.name for n in dag.node(t.node).inputs if isinstance(n, Node)]
         last = max((n for n in inputs if n in ends), key=ends.__getitem__, default="-")
         print(f"{t.node:14} {t.start:5.3f}  {t.end:5.3f}  {last}")
+    return result
 
 
-def main() -> None:
-    asyncio.run(demo())
+def main() -> ExecutionResult[int]:
+    """Run the demo once; return its result (recorded with `timeline=True`)."""
+    return asyncio.run(demo())

@@ -94,6 +94,26 @@ class Dag(TypedAdders[P], Generic[P]):
     def __repr__(self) -> str:
         return f"<Dag {self._name!r}: {len(self._specs)} nodes{', frozen' if self.frozen else ''}>"
 
+    def to_mermaid(self) -> str:
+        """The graph as a Mermaid flowchart (text, newline-ended); works before `freeze()` too.
+
+        Every node by name (the parameter as a stadium, constants as a flag, resources as a
+        cylinder, joins as a rhombus); edges carrying a value solid, `after=` and join edges
+        dashed. Any name renders as written: labels use Mermaid's entity codes.
+        """
+        from .render.mermaid import flowchart
+
+        return flowchart(self._specs)
+
+    def to_dot(self) -> str:
+        """The graph in Graphviz DOT (text, newline-ended); works before `freeze()` too.
+
+        Same shapes and edge styles as `to_mermaid()`; render with ``dot -Tsvg``.
+        """
+        from .render.dot import digraph
+
+        return digraph(self._name, self._specs)
+
     def _inputs_of(self, index: int) -> tuple[object, ...]:
         return tuple(
             a.value if isinstance(a, Const) else self._handles[a] for a in self._specs[index].args

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -172,6 +173,42 @@ class ExecutionResult(Generic[P]):
                 "this run did not record a timeline: invoke with timeline=True"
             )
         return sorted(self._timings, key=lambda t: t.start)
+
+    def to_mermaid_gantt(self) -> str:
+        """The run as a Mermaid Gantt chart (text): one task per attempt and per cleanup.
+
+        Times are integer milliseconds since the run started (``dateFormat x``); a task lasts at
+        least 1 ms so that none is invisible. Raises `DagDefinitionError` unless the run was
+        invoked with `timeline=True`.
+        """
+        from .render.mermaid import gantt
+
+        return gantt(self._dag.name, self.timeline())
+
+    def to_chrome_trace(self) -> dict[str, list[dict[str, object]]]:
+        """The run in the Trace Event format, ``{"traceEvents": [...]}``; `json.dump` it to a
+        file and open it in Perfetto (ui.perfetto.dev) or chrome://tracing.
+
+        One complete event per attempt and per cleanup (`ts`/`dur` in microseconds since the run
+        started; `args` carry status, attempt, outcome, error), laid out in lanes ("threads") so
+        that no two events of a lane overlap, and a flow arrow per dependency edge. Raises
+        `DagDefinitionError` unless the run was invoked with `timeline=True`.
+        """
+        from .render.chrome_trace import trace
+
+        return trace(self._dag.name, self._dag._specs, self.timeline(), self._errors)
+
+    def plot_gantt(self, path: str | os.PathLike[str]) -> None:
+        """Draw the run as a Gantt chart to `path`, PNG or SVG by its suffix (matplotlib,
+        ``pip install dagwire[plot]``).
+
+        One row per node, bars coloured by outcome, cleanups hatched; seconds on the x axis.
+        Raises `DagDefinitionError` unless the run was invoked with `timeline=True`,
+        `ValueError` for a suffix other than ``.png``/``.svg``, `ImportError` without matplotlib.
+        """
+        from .render.gantt import plot
+
+        plot(self._dag.name, self.timeline(), path)
 
     def __repr__(self) -> str:
         counts: dict[str, int] = {}
