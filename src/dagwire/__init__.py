@@ -20,7 +20,7 @@ from .events import Event
 from .graph import Dag, build_dag
 from .node import Node
 from .policies import BreakerState, CircuitBreaker, Limiter, Retry
-from .results import ExecutionResult, Interval, NodeFailure, NodeTiming
+from .results import ExecutionResult, Interval, NodeCompletion, NodeFailure, NodeTiming
 from .status import NodeStatus
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "Limiter",
     "Node",
     "NodeCancelledError",
+    "NodeCompletion",
     "NodeFailure",
     "NodeNotCompletedError",
     "NodeStatus",

@@ -10,7 +10,7 @@ Data flows one way: `Dag` collects frozen `NodeSpec`s; `freeze()` compiles them 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from ._callables import callable_name, injects_param, is_async_callable
@@ -20,10 +20,11 @@ from .errors import DagDefinitionError
 from .node import Node
 from .options import parse_options
 from .plan import Plan, compile_plan
-from .report import Observer
-from .results import ExecutionResult
+from .report import Feed, Observer
+from .results import ExecutionResult, NodeCompletion
 from .scheduler import run_plan
 from .status import NodeStatus
+from .stream import stream_run
 
 __all__ = ["Dag", "build_dag"]
 
@@ -344,6 +345,33 @@ class Dag(TypedAdders[P], Generic[P]):
             and resume_from is None
         ):
             return await run_plan(self, plan, params)
+        return await self._invoke(
+            params,
+            timeout=timeout,
+            on_error=on_error,
+            max_concurrency=max_concurrency,
+            targets=targets,
+            overrides=overrides,
+            observers=observers,
+            timeline=timeline,
+            resume_from=resume_from,
+        )
+
+    async def _invoke(
+        self,
+        params: P,
+        *,
+        timeout: float | None = None,
+        on_error: OnError = "raise",
+        max_concurrency: int | None = None,
+        targets: Iterable[Node[Any]] | None = None,
+        overrides: Mapping[Node[Any], object] | None = None,
+        observers: Iterable[Observer] = (),
+        timeline: bool = False,
+        resume_from: ExecutionResult[P] | None = None,
+        feed: Feed | None = None,
+    ) -> ExecutionResult[P]:
+        """`invoke` with its options checked; `feed` receives each node's end (`stream()`)."""
         plan = self.plan
         if on_error not in ("raise", "continue"):
             raise DagDefinitionError(f"on_error must be 'raise' or 'continue', got {on_error!r}")
@@ -366,10 +394,12 @@ class Dag(TypedAdders[P], Generic[P]):
         given: dict[int, object] = {}
         if resume_from is not None:
             given = self._resumable(resume_from)
-        resumed = tuple(given)
+        resumed = set(given)
         if overrides:
             for n, v in overrides.items():
-                given[self._spec(n, "invoke(overrides=)").index] = v
+                i = self._spec(n, "invoke(overrides=)").index
+                given[i] = v
+                resumed.discard(i)  # an override wins over the previous result
         scope = None if target_ix is None and not given else plan.scope(target_ix, given)
         return await run_plan(
             self,
@@ -377,12 +407,13 @@ class Dag(TypedAdders[P], Generic[P]):
             params,
             scope=scope,
             given=given,
-            resumed=[i for i in resumed if i not in (overrides or ())],
+            resumed=sorted(resumed),
             timeout=timeout,
             fail_fast=on_error == "raise",
             max_concurrency=max_concurrency,
             observers=observers,
             timeline=timeline,
+            feed=feed,
         )
 
     def _resumable(self, previous: ExecutionResult[Any]) -> dict[int, object]:
@@ -401,6 +432,43 @@ class Dag(TypedAdders[P], Generic[P]):
             if previous.status(handle) is NodeStatus.SUCCEEDED:
                 taken[spec.index] = previous[handle]
         return taken
+
+    def stream(
+        self,
+        params: P,
+        *,
+        timeout: float | None = None,
+        on_error: OnError = "raise",
+        max_concurrency: int | None = None,
+        targets: Iterable[Node[Any]] | None = None,
+        overrides: Mapping[Node[Any], object] | None = None,
+        observers: Iterable[Observer] = (),
+        timeline: bool = False,
+        resume_from: ExecutionResult[P] | None = None,
+    ) -> AsyncGenerator[NodeCompletion, None]:
+        """Run the graph once and yield a `NodeCompletion` for each node as it ends, in the
+        order nodes end (sdax's phase-by-phase runner, without phases).
+
+        Takes the options of `invoke`. The run goes on in a task of its own while you handle
+        a completion. Consuming the stream to its end also waits for the run's cleanup, then
+        raises what `invoke` would raise (a failed fail-fast run's `DagError`). Leaving early
+        (`break`, `aclose()`, cancellation) cancels the rest of the run, waits for its cleanup
+        and leaves no task behind.
+        """
+        return stream_run(
+            self,
+            params,
+            {
+                "timeout": timeout,
+                "on_error": on_error,
+                "max_concurrency": max_concurrency,
+                "targets": targets,
+                "overrides": overrides,
+                "observers": observers,
+                "timeline": timeline,
+                "resume_from": resume_from,
+            },
+        )
 
     async def __call__(self, params: P) -> ExecutionResult[P]:
         """`await dag(params)` is `await dag.invoke(params)`: a Dag can be a node of another."""

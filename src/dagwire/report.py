@@ -6,6 +6,9 @@ Only runs that need it create a `Reporter`: runs with observers (given to `build
 the slow path and from `Run.ended`, after a node's outcome is recorded.
 """
 
+# pyright: reportPrivateUsage=false
+# (package-internal access to the graph's handles)
+
 from __future__ import annotations
 
 import logging
@@ -29,7 +32,7 @@ from .events import (
     RunStarted,
 )
 from .policies import BreakerState
-from .results import Interval, NodeTiming
+from .results import Interval, NodeCompletion, NodeTiming
 from .status import NodeStatus
 
 if TYPE_CHECKING:
@@ -43,14 +46,20 @@ Observer = Callable[[Event], object]
 logger = logging.getLogger("dagwire")
 
 
-def make_reporter(run: Run, observers: Sequence[Observer], timeline: bool) -> Reporter | None:
+Feed = Callable[[NodeCompletion], object]
+"""Where `Dag.stream()` receives each node's end."""
+
+
+def make_reporter(
+    run: Run, observers: Sequence[Observer], timeline: bool, feed: Feed | None = None
+) -> Reporter | None:
     """The run's reporter, or None when nothing listens (the common case)."""
     everyone = (*run.dag.observers, *observers)
     if logger.isEnabledFor(logging.DEBUG):
         everyone = (*everyone, log_event)
-    if not everyone and not timeline:
+    if not everyone and not timeline and feed is None:
         return None
-    return Reporter(run, everyone, timeline)
+    return Reporter(run, everyone, timeline, feed)
 
 
 @dataclass(slots=True)
@@ -68,18 +77,29 @@ class _Times:
 class Reporter:
     """Turns what happens to one run's nodes into events and timeline entries."""
 
-    __slots__ = ("broken", "covered", "observers", "run", "started_at", "times")
+    __slots__ = (
+        "broken",
+        "covered",
+        "feed",
+        "observers",
+        "run",
+        "started_at",
+        "timeline",
+        "times",
+    )
 
-    def __init__(self, run: Run, observers: Sequence[Observer], timeline: bool) -> None:
+    def __init__(
+        self, run: Run, observers: Sequence[Observer], timeline: bool, feed: Feed | None
+    ) -> None:
         self.run = run
         self.observers = tuple(observers)
+        self.timeline = timeline  # the result gets the timings (invoke(timeline=True))
+        self.feed = feed
         self.started_at = time.perf_counter()
         # Per node: its timeline (always kept: event durations are read from it).
         self.times: dict[int, _Times] = {}
         self.covered: dict[int, BaseException] = {}  # failures a fallback covered
         self.broken: set[int] = set()  # observers (by position) that raised in this run
-        if not timeline and not self.observers:
-            raise AssertionError("a reporter without observers or timeline is never made")
 
     def now(self) -> float:
         return time.perf_counter() - self.started_at
@@ -125,6 +145,7 @@ class Reporter:
         for i in resumed:
             self.times[i] = _Times(0.0, 0.0, resumed=True)
             self._node_event(NodeSucceeded, i, resumed=True, attempt=0, duration=0.0)
+            self._complete(i, None)
 
     def run_finished(self, error: BaseException | None, *, ok: bool) -> None:
         if self.observers:
@@ -178,13 +199,15 @@ class Reporter:
         """Node i's outcome is recorded: the event that ends its last attempt."""
         run = self.run
         status = run.status[i]
+        error = self.covered.get(i) if status is NodeStatus.SUCCEEDED else run.failed.get(i)
+        self._complete(i, error)
         if status is NodeStatus.SKIPPED:
             cause = run.causes.get(i)
             name = None if cause is None else run.plan.specs[cause].name
+            self._close_attempt(i, "skipped")  # a body or pre that raised Skip
             self._node_event(NodeSkipped, i, cause=name, attempt=0)
             return
         if status is NodeStatus.SUCCEEDED:
-            error = self.covered.get(i)
             if error is not None:
                 duration = self._close_attempt(i, "recovered")
                 self._node_event(NodeFailed, i, recovered=True, error=error, duration=duration)
@@ -202,6 +225,14 @@ class Reporter:
         times = self.times.get(i)
         if times is not None:
             times.end = self.now()
+
+    def _complete(self, i: int, error: BaseException | None) -> None:
+        if self.feed is not None:
+            run = self.run
+            status = run.status[i]
+            value = run.values[i] if status is NodeStatus.SUCCEEDED else None
+            node = run.dag._handles[i]
+            self.feed(NodeCompletion(node, status, value, error, self.now()))
 
     def emit_breaker(self, i: int, old: BreakerState, new: BreakerState) -> None:
         self._node_event(BreakerChanged, i, old=old, new=new)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 _SUCCEEDED = NodeStatus.SUCCEEDED
 
-__all__ = ["ExecutionResult", "Interval", "NodeFailure", "NodeTiming"]
+__all__ = ["ExecutionResult", "Interval", "NodeCompletion", "NodeFailure", "NodeTiming"]
 
 P = TypeVar("P")
 T = TypeVar("T")
@@ -52,6 +52,23 @@ class Interval:
     start: float
     end: float
     outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCompletion:
+    """A node that ended, as `Dag.stream()` yields it.
+
+    - `node`: its handle; `status`: SUCCEEDED, FAILED, CANCELLED or SKIPPED.
+    - `value`: its value when SUCCEEDED (a `fallback=` value included), else None.
+    - `error`: its exception when FAILED (or covered by a fallback), else None.
+    - `time`: seconds since the run started (`time.perf_counter` based).
+    """
+
+    node: Node[Any]
+    status: NodeStatus
+    value: object
+    error: BaseException | None
+    time: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from .context import RunContext, register_marker
 from .errors import NodeCancelledError, Skip
 from .plan import A0, A1, AN, SLOW, Plan, Scope
 from .policies import Limiter
-from .report import Observer, Reporter, make_reporter
+from .report import Feed, Observer, Reporter, make_reporter
 from .results import ExecutionResult, NodeFailure, make_dag_error
 from .status import NodeStatus
 from .tasks import EAGER, MAX_EAGER_NESTING, in_context, start_task
@@ -78,6 +78,7 @@ async def run_plan(
     max_concurrency: int | None = None,
     observers: Sequence[Observer] = (),
     timeline: bool = False,
+    feed: Feed | None = None,
 ) -> ExecutionResult[P]:
     """Run `plan` once. `scope` (default: every runnable node) and `given` (values of nodes taken
     as done: overrides and resumed nodes) come from `Dag.invoke`."""
@@ -87,8 +88,8 @@ async def run_plan(
             run.values[i] = value
             run.status[i] = _SUCCEEDED
     reporter = None
-    if observers or timeline or dag.observers or logger.isEnabledFor(logging.DEBUG):
-        reporter = make_reporter(run, observers, timeline)
+    if observers or timeline or feed or dag.observers or logger.isEnabledFor(logging.DEBUG):
+        reporter = make_reporter(run, observers, timeline, feed)
     if reporter is not None:
         run.use_reporter(reporter)
         reporter.run_started(resumed)
@@ -525,7 +526,7 @@ class Run:
             self.values,
             self.status,
             self.errors,
-            reporter.timings() if reporter is not None else None,
+            reporter.timings() if reporter is not None and reporter.timeline else None,
             {self.plan.specs[d].name: self.plan.specs[c].name for d, c in self.causes.items()},
         )
         fatal = next((f.error for f in self.errors if not isinstance(f.error, Exception)), None)
