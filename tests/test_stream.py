@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from dagwire import DagError, NodeCompletion, NodeStatus, build_dag
 
 
-def sleeper(name: str, seconds: float, log: list[str]) -> object:
+def sleeper(name: str, seconds: float, log: list[str]) -> Callable[[], Awaitable[str]]:
     async def body() -> str:
         await asyncio.sleep(seconds)
         log.append(f"end {name}")
@@ -56,7 +56,7 @@ async def test_cleanup_runs_before_the_iteration_ends() -> None:
         log.append("closed")
 
     with build_dag() as dag:
-        c = dag.add_resource(conn)
+        c = dag.add_resource(conn, name="conn")
         dag.add_node(lambda x: x.upper(), c, name="use")
     names = [c.node.name async for c in dag.stream(None)]
     assert names == ["conn", "use"]
@@ -72,9 +72,13 @@ async def test_a_fail_fast_run_raises_its_dag_error_after_the_completions() -> N
         dag.add_node(lambda: 1, name="ok")
         dag.add_node(boom, name="boom")
     seen: list[tuple[str, NodeStatus]] = []
-    with pytest.raises(DagError) as info:
+
+    async def consume() -> None:
         async for completion in dag.stream(None):
             seen.append((completion.node.name, completion.status))
+
+    with pytest.raises(DagError) as info:
+        await consume()
     assert seen == [("ok", NodeStatus.SUCCEEDED), ("boom", NodeStatus.FAILED)]
     assert set(info.value.failures) == {"boom"}
 
@@ -107,7 +111,7 @@ async def test_leaving_early_cancels_the_run_cleans_up_and_leaves_no_task(leave:
     with build_dag() as dag:
         c = dag.add_resource(conn)
         dag.add_node(sleeper("quick", 0.0, log), name="quick")
-        dag.add_node(lambda x: asyncio.sleep(3600), c, name="forever")
+        dag.add_node(lambda _: asyncio.sleep(3600), c, name="forever")
     before = asyncio.all_tasks()
     stream = dag.stream(None)
     if leave == "break":
