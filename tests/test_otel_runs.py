@@ -236,8 +236,15 @@ async def test_a_resource_setup_is_a_node_span_and_a_sub_graph_nests(traces: Tra
 
     await outer.invoke(None)
     assert closed == ["conn"]
-    # The inner graph has no observer: it is invisible. Give it the same observer and it nests.
-    assert tree(traces.spans(), traces.one("invoke outer")) == ["invoke outer", "  node sub"]
+    # A sub-graph's run reports to the observers of the run it is part of: it nests.
+    assert tree(traces.spans(), traces.one("invoke outer")) == [
+        "invoke outer",
+        "  node sub",
+        "    invoke inner",
+        "      node connection",
+        "      node query",
+    ]
+    # The same observer given to both graphs reports each run once.
 
     observer = OTelObserver(tracer_provider=traces.provider)
     with build_dag(name="inner2", observers=[observer]) as inner2:

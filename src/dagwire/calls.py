@@ -14,22 +14,27 @@ import logging
 import time
 import types
 from asyncio import CancelledError
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from dataclasses import replace
 from functools import partial
 from inspect import isawaitable, iscoroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .cache import Cache
 from .context import in_thread
 from .definition import NO_FALLBACK, NodeKind, NodeOptions, NodeSpec
-from .errors import Skip
+from .errors import NodeCancelledError, Skip
 from .executors import Work, submit
 from .lifecycle import call_hook, enter_resource, post_hook
 from .plan import SLOW, Plan, Step
 from .policies import CircuitBreaker, Limiter
+from .report import Observer, log_event
 from .status import NodeStatus
+from .tasks import start_task
 
 if TYPE_CHECKING:
+    from .graph import Dag
+    from .results import ExecutionResult
     from .scheduler import Run
 
 __all__ = ["Stopped", "call", "debug_steps"]
@@ -65,7 +70,10 @@ async def call(run: Run, i: int) -> object:
             run.phase[i] = "pre"
             await call_hook(opts.pre, opts.pre_takes_param, run.params)
         run.phase[i] = "setup" if spec.kind is NodeKind.RESOURCE else "body"
-        if opts.cache is None:
+        value: object
+        if spec.kind is NodeKind.MAP:
+            value = await map_items(run, i, spec, opts)
+        elif opts.cache is None:
             value = await attempts(run, i, spec, opts, run.args(i))
         else:
             value = await shared(run, i, spec, opts, opts.cache)
@@ -118,6 +126,99 @@ async def shared(run: Run, i: int, spec: NodeSpec, opts: NodeOptions, cache: Cac
     if hit and run.reporter is not None:
         run.reporter.cached(i)
     return value
+
+
+async def map_items(run: Run, i: int, spec: NodeSpec, opts: NodeOptions) -> list[object]:
+    """An `add_map` node: one call per item, at most `limit` at once, results in input order.
+
+    Each item's call has the node's per-call options (timeout, retry, executor, breaker,
+    limiter) and runs in a task of its own; the first item that finally fails cancels the rest.
+    """
+    first, *others = run.args(i)
+    items = list(first)
+    if _is_graph(spec.fn):  # each item runs the sub-graph, observed like this run
+        graph = cast("Dag[Any]", spec.fn)
+        spec = replace(spec, fn=partial(graph_call, graph, inherited_observers(run)))
+    results: list[object] = [None] * len(items)
+    window = opts.limit or max(len(items), 1)
+    if run.reporter is not None:
+        run.reporter.attempt_started(i, 1)
+
+    async def one(k: int) -> None:
+        reporter = run.reporter
+        if reporter is not None:
+            reporter.item_started(i, k)
+        limiter = run.limiter  # max_concurrency=: every item's call is a body of the run
+        try:
+            if limiter is not None:
+                await limiter.acquire()
+            try:
+                if run.aborted:
+                    raise Stopped
+                results[k] = await attempts(None, i, spec, opts, (items[k], *others))
+            finally:
+                if limiter is not None:
+                    limiter.release()
+        except CancelledError as exc:
+            task = asyncio.current_task()
+            if reporter is not None:
+                reporter.item_ended(i, k, exc)
+            if (task is not None and task.cancelling()) or isinstance(exc, Stopped):
+                raise
+            raise NodeCancelledError.wrapping(exc, f"item {k}") from None
+        except BaseException as exc:
+            if reporter is not None:
+                reporter.item_ended(i, k, exc)
+            raise
+        if reporter is not None:
+            reporter.item_ended(i, k, None)
+
+    pending: dict[asyncio.Task[None], int] = {}
+    failures: list[tuple[int, BaseException]] = []
+    k = 0
+    try:
+        while not failures and (k < len(items) or pending):
+            while k < len(items) and len(pending) < window:
+                task = start_task(run, one(k), f"{spec.name}[{k}]")
+                if task is not None:  # (None: it ran to its end eagerly)
+                    pending[task] = k
+                k += 1
+            if pending:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                _collect(done, pending, failures)
+    finally:
+        for task in pending:
+            task.cancel()  # after a failure, or when the node itself is cancelled
+        await _settle(pending, failures)
+    if failures:
+        k, exc = min(failures, key=lambda failure: failure[0])
+        exc.add_note(f"dagwire: item {k} (of {len(items)}) of map node {spec.name!r}")
+        raise exc
+    return results
+
+
+def _collect(
+    done: set[asyncio.Task[None]],
+    pending: dict[asyncio.Task[None], int],
+    failures: list[tuple[int, BaseException]],
+) -> None:
+    """Take finished item tasks out of `pending`, keeping their failures."""
+    for task in done:
+        k = pending.pop(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            failures.append((k, exc))
+
+
+async def _settle(
+    pending: dict[asyncio.Task[None], int], failures: list[tuple[int, BaseException]]
+) -> None:
+    """Wait for the item tasks still running (cancelled) to end: no task outlives the node."""
+    while pending:
+        try:
+            done, _ = await asyncio.wait(pending)
+        except CancelledError:
+            continue  # cancelled again: the items still end first
+        _collect(done, pending, failures)
 
 
 async def attempts(
@@ -278,6 +379,8 @@ async def body(
 ) -> object:
     fn = spec.fn
     assert fn is not None
+    if spec.kind is NodeKind.GRAPH and run is not None:
+        fn = partial(graph_call, cast("Dag[Any]", fn), inherited_observers(run))
     if run is not None and opts.post is not None and opts.pre is None:
         # Without pre, post runs iff the body started: registered at the first attempt
         # that reaches the body (not while waiting for a limiter or refused by a breaker).
@@ -302,6 +405,31 @@ async def body(
     if isawaitable(value):
         value = await value
     return value
+
+
+# -- sub-graphs ----------------------------------------------------------------------------
+
+
+def _is_graph(fn: object) -> bool:
+    from .graph import Dag  # (graph imports the run loop, which imports this module)
+
+    return isinstance(fn, Dag)
+
+
+def inherited_observers(run: Run) -> tuple[Observer, ...]:
+    """What a sub-graph's run reports to besides its own observers: this run's observers (a
+    trace or log of the outer run includes the inner nodes)."""
+    if run.reporter is None:
+        return ()
+    return tuple(o for o in run.reporter.observers if o is not log_event)
+
+
+def graph_call(
+    graph: Dag[Any], observers: tuple[Observer, ...], params: object
+) -> Awaitable[ExecutionResult[Any]]:
+    """Run sub-graph `graph` with `params` as a node's body; its value is the result."""
+    own = graph.observers
+    return graph.invoke(params, observers=tuple(o for o in observers if o not in own))
 
 
 def _is_thread_pool(executor: object) -> bool:

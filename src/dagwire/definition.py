@@ -29,6 +29,8 @@ class NodeKind(enum.Enum):
     CALL = "call"
     RESOURCE = "resource"
     JOIN = "join"
+    MAP = "map"  # add_map: the function called once per item of its first input
+    GRAPH = "graph"  # a built Dag given to add_node: its run is the node's value
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,7 @@ class NodeOptions:
     release: Literal["end", "early"] = "end"
     cleanup_timeout: float | None = None
     cache: Cache | None = None
+    limit: int | None = None  # add_map: items called at once (None: all)
 
     @property
     def is_default(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from ._callables import callable_name, injects_param, is_async_callable
@@ -32,6 +33,24 @@ P = TypeVar("P")
 T = TypeVar("T")
 
 OnError = Literal["raise", "continue"]
+
+
+_VERBS = {
+    NodeKind.CALL: "add_node",
+    NodeKind.RESOURCE: "add_resource",
+    NodeKind.MAP: "add_map",
+    NodeKind.GRAPH: "add_node",
+}
+
+
+def _is_dag(fn: object) -> bool:
+    return isinstance(fn, Dag)
+
+
+def _default_name(fn: Callable[..., object]) -> str:
+    """A node's default name: the function's qualified name, a sub-graph's own name."""
+    name: object = getattr(fn, "name", None) if _is_dag(fn) else None
+    return name if isinstance(name, str) else callable_name(fn)
 
 
 def _join_body() -> None:
@@ -200,15 +219,16 @@ class Dag(TypedAdders[P], Generic[P]):
         fn: Callable[..., object],
         inputs: Sequence[object],
         options: Mapping[str, Any],
+        limit: int | None = None,
     ) -> Node[Any]:
-        verb = "add_node" if kind is NodeKind.CALL else "add_resource"
+        verb = _VERBS[kind]
         self._check_open(verb)
         if not callable(fn):
             raise DagDefinitionError(
                 f"{verb}() needs a callable as its first argument, got {fn!r}; "
                 "constants go in add_immediate_node() or as inputs"
             )
-        if kind is NodeKind.CALL and inspect.isasyncgenfunction(fn):
+        if kind is not NodeKind.RESOURCE and inspect.isasyncgenfunction(fn):
             raise DagDefinitionError(
                 f"{callable_name(fn)} is an async generator function: a generator that yields a "
                 "value and then cleans up is a resource. Use dag.add_resource() instead."
@@ -224,24 +244,71 @@ class Dag(TypedAdders[P], Generic[P]):
                 f"{what}: cache= applies to add_node only: a resource is set up and cleaned up "
                 "by each run; cache the node that computes from it instead"
             )
-        if kind is NodeKind.CALL and options.get("release", "end") != "end":
+        if kind is not NodeKind.RESOURCE and options.get("release", "end") != "end":
             raise DagDefinitionError(
                 f"{what}: release= applies to resources only; use dag.add_resource() for a "
                 "value that must be released"
             )
+        if kind is NodeKind.MAP:
+            if options.get("cache") is not None:
+                raise DagDefinitionError(
+                    f"{what}: cache= is not supported on add_map; map over a function whose "
+                    "own node is cached, or cache the items' source"
+                )
+            node_options = replace(node_options or NodeOptions(), limit=limit)
+        if kind is NodeKind.CALL and _is_dag(fn):
+            kind = NodeKind.GRAPH  # its run gets the observers of the run it is part of
         refs = self._input_refs(inputs, what)
         inject = injects_param(fn, len(inputs), what=what)
         return self._append(
-            self._unique_name(name, callable_name(fn)),
+            self._unique_name(name, _default_name(fn)),
             kind,
             fn,
             refs,
             inject=inject,
             after=self._after_refs(after, what),
             options=node_options,
-            is_async=kind is NodeKind.CALL and is_async_callable(fn),
+            is_async=kind is not NodeKind.RESOURCE and is_async_callable(fn),
             tags=tags,
         )
+
+    def add_map(
+        self,
+        fn: Callable[..., object],
+        items: object,
+        /,
+        *others: object,
+        limit: int | None = None,
+        **options: Any,
+    ) -> Node[list[Any]]:
+        """A node whose value is ``[fn(item, *others) for item in items]``, the calls made
+        concurrently (at most `limit` at once; default: all), results in input order.
+
+        - `items`: a node (or a plain iterable) whose value is iterated once per run; no items
+          give ``[]``. `others`: further inputs (nodes or constants) passed to every call; a
+          function taking one more required parameter gets the invoke parameter last, as in
+          `add_node`.
+        - `fn`: a sync or async function, or a built `Dag`, whose `ExecutionResult` per item
+          (each item its parameter, cleanups included) is then the item's value.
+        - `timeout=` (seconds), `retry=`, `executor=`, `breaker=` and `limiter=` apply to each
+          item's call; `name`, `after`, `tags`, `pre`/`post` and `fallback` to the node as a
+          whole. `cache=` and `release=` are refused.
+
+        The first item that finally fails fails the node (a note names the item's index) and
+        cancels the items still running. Events report each item as node ``"name[index]"``.
+        Raises `DagDefinitionError` like `add_node`, and for a `limit` that is not an int >= 1.
+        """
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise DagDefinitionError(f"add_map(limit={limit!r}): must be an int >= 1, or None")
+        if _is_dag(fn) and others:
+            raise DagDefinitionError(
+                f"add_map({fn!r}, ...): a graph takes one parameter, the item; pass no further "
+                "inputs, or map over a function that calls the graph"
+            )
+        inputs: tuple[object, ...] = (items, *others)
+        return self._add(NodeKind.MAP, fn, inputs, options, limit=limit)
 
     def add_immediate_node(self, value: T, *, name: str | None = None) -> Node[T]:
         """A constant node: its value is `value` in every run."""

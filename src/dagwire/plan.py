@@ -196,7 +196,11 @@ def _scope(plan: Plan, members: tuple[bool, ...]) -> Scope:
         i = spec.index
         fn = spec.fn or _no_body
         # Users of an early-release resource report their end through the slow path, too.
-        slow = spec.options is not None or spec.kind is NodeKind.RESOURCE or bool(release_after[i])
+        slow = (
+            spec.options is not None
+            or spec.kind in (NodeKind.RESOURCE, NodeKind.MAP, NodeKind.GRAPH)
+            or bool(release_after[i])
+        )
         mode = SLOW if slow else ASYNC if spec.is_async else SYNC
         get = plan.getters[i]
         if mode == ASYNC:

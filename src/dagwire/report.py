@@ -11,6 +11,7 @@ the slow path and from `Run.ended`, after a node's outcome is recorded.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -225,6 +226,34 @@ class Reporter:
         times = self.times.get(i)
         if times is not None:
             times.end = self.now()
+
+    # -- the items of an add_map node, reported as nodes named "name[index]" -------------
+
+    def item_started(self, i: int, k: int) -> None:
+        if self.observers:
+            self.emit(self._item_event(NodeStarted, i, k))
+
+    def item_ended(self, i: int, k: int, error: BaseException | None) -> None:
+        if self.observers:
+            if error is None:
+                self.emit(self._item_event(NodeSucceeded, i, k))
+            elif isinstance(error, asyncio.CancelledError):
+                self.emit(self._item_event(NodeCancelled, i, k))
+            else:
+                self.emit(self._item_event(NodeFailed, i, k, error=error))
+
+    def _item_event(self, cls: Callable[..., Event], i: int, k: int, **fields: object) -> Event:
+        run = self.run
+        spec = run.plan.specs[i]
+        return cls(
+            dag=run.dag.name,
+            run_id=run.run_id,
+            node=f"{spec.name}[{k}]",
+            time=self.now(),
+            attempt=1,
+            tags=spec.tags,
+            **fields,
+        )
 
     def _complete(self, i: int, error: BaseException | None) -> None:
         if self.feed is not None:
