@@ -264,10 +264,14 @@ async def clean_node(
     for phase, cleanup in reversed(cleanups):
         try:
             if limit is None:
-                await cleanup(exc)
+                pending = cleanup(exc)
+                if pending is not None:
+                    await pending
             else:
                 async with asyncio.timeout(limit):
-                    await cleanup(exc)
+                    pending = cleanup(exc)
+                    if pending is not None:
+                        await pending
         except BaseException as err:
             if isinstance(err, asyncio.CancelledError):
                 # Cleanups are never cancelled (shielded; cleanup_timeout= raises TimeoutError):

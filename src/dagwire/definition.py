@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from .cache import Cache
@@ -58,6 +58,15 @@ class NodeOptions:
     cleanup_timeout: float | None = None
     cache: Cache | None = None
     limit: int | None = None  # add_map: items called at once (None: all)
+    # Derived: an attempt must wait for a limiter, ask a breaker or run in an executor.
+    guarded: bool = field(init=False, default=False, compare=False)
+    lean: bool = field(init=False, default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        guarded = not (self.limiter is None and self.breaker is None and self.executor is None)
+        object.__setattr__(self, "guarded", guarded)
+        lean = not guarded and self.pre is None and self.post is None and self.cache is None
+        object.__setattr__(self, "lean", lean)
 
     @property
     def is_default(self) -> bool:

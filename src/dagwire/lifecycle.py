@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from .executors import ExecutorLike, Work, submit
@@ -18,22 +19,20 @@ from .executors import ExecutorLike, Work, submit
 if TYPE_CHECKING:
     from .scheduler import Run
 
-__all__ = ["Cleanup", "call_hook", "enter_resource", "post_hook"]
+__all__ = ["Cleanup", "enter_resource", "post_hook"]
 
-# A registered cleanup: its phase ("cleanup" or "post") and the coroutine function that runs
-# it, called once with the exception to report to it (None on success).
-Cleanup = tuple[str, Callable[[BaseException | None], Awaitable[None]]]
-
-
-async def call_hook(hook: Callable[..., object], takes_param: bool, params: object) -> None:
-    result = hook(params) if takes_param else hook()
-    if inspect.isawaitable(result):
-        await result
+# A registered cleanup: its phase ("cleanup" or "post") and what runs it, called once with the
+# exception to report to it (None on success); it returns an awaitable to await, or None when
+# it is done already (a sync hook, a sync resource's exit).
+Cleanup = tuple[str, Callable[[BaseException | None], Awaitable[object] | None]]
 
 
-def post_hook(hook: Callable[..., object], takes_param: bool, run: Run) -> Cleanup:
-    async def post(_: BaseException | None) -> None:
-        await call_hook(hook, takes_param, run.params)
+def post_hook(hook: Callable[..., object], takes_param: bool, params: object) -> Cleanup:
+    """The cleanup that calls `post=` hook `hook` (with the invoke parameter, if it takes it)."""
+
+    def post(_: BaseException | None) -> Awaitable[object] | None:
+        done = hook(params) if takes_param else hook()
+        return done if inspect.isawaitable(done) else None
 
     return ("post", post)
 
@@ -153,11 +152,8 @@ def _exit_sync(name: str, made: Any, exc: BaseException | None) -> None:
             raise
 
 
-def _sync_exit(name: str, made: object) -> Callable[[BaseException | None], Awaitable[None]]:
-    async def exit_(exc: BaseException | None) -> None:
-        _exit_sync(name, made, exc)
-
-    return exit_
+def _sync_exit(name: str, made: object) -> Callable[[BaseException | None], None]:
+    return partial(_exit_sync, name, made)
 
 
 def _sync_exit_in(

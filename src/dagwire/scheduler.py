@@ -32,6 +32,7 @@ from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import calls
+from .blocking import debug_steps
 from .cache import MISSING
 from .cleanup import Teardown
 from .context import RunContext, register_marker
@@ -94,7 +95,7 @@ async def run_plan(
         run.use_reporter(reporter)
         reporter.run_started(resumed)
     elif run.debug:
-        run.steps = calls.debug_steps(run.steps, plan, run.loop)
+        run.steps = debug_steps(run.steps, plan, run.loop)
     try:
         await run.execute(timeout)
         result = run.outcome(timeout)
@@ -316,19 +317,27 @@ class Run:
                         value = await fn(*get(values))  # type: ignore[operator,misc]  # itemgetter
                     elif mode == A0:
                         value = await fn()
-                    elif mode == SLOW:
+                    elif mode == SLOW:  # options: see calls
+                        args: tuple[Any, ...] = (
+                            ()
+                            if get is None
+                            else (values[get],)
+                            if isinstance(get, int)
+                            else get(values)
+                        )
                         cache = caches[i]
                         if cache is None:
-                            value = await calls.call(self, i)
+                            value = await calls.call(self, i, args)
                         else:  # a hit costs a lookup; a miss goes to the shared call
-                            value = cache.lookup(self.args(i), self.plan.specs[i].name)
+                            value = cache.lookup(args, self.plan.specs[i].name)
                             if value is MISSING:
-                                value = await calls.call(self, i)
+                                value = await calls.call(self, i, args)
                             elif self.reporter is not None:
                                 self.reporter.cached(i)
                         values[i] = value
                         status[i] = _SUCCEEDED
-                        self.ended(i)  # after its outcome is recorded
+                        if self.teardown is not None or self.reporter is not None:
+                            self.ended(i)  # after its outcome is recorded
                     else:  # SYNC: runs inline; it may still return an awaitable
                         if get is None:
                             value = fn()
