@@ -3,7 +3,7 @@
 - `Recorder`: an observer that keeps every event it is given, with views by node and by run.
 - `check_run`: the rules every run's events obey (run events first and last, one run id, times
   non-decreasing per node, each attempt's start followed by exactly one end, retries before the
-  next start), asserted on one run's events.
+  next start or a cancellation in the delay), asserted on one run's events.
 - `task_factory`: a fixture parametrizing a test over the loop's default task factory and
   `asyncio.eager_task_factory` (3.12+); assign it to a module-level name to use it there.
 """
@@ -81,12 +81,15 @@ def check_run(events: Sequence[Event], dag: str) -> None:
         assert e.run_id == run_id, e
         assert e.time >= 0.0, e
         if isinstance(e, RunStarted | RunFinished):
-            assert e.node is None and e.attempt == 0 and e.tags == (), e
+            assert e.node is None, e
+            assert e.attempt == 0, e
+            assert e.tags == (), e
         else:
             assert e.node is not None, e
     assert events[0].time == 0.0
     finished = events[-1]
-    assert finished.duration is not None and finished.duration == finished.time
+    assert finished.duration is not None
+    assert finished.duration == finished.time
     assert all(e.time <= finished.time for e in events)
     nodes = dict.fromkeys(e.node for e in events if e.node is not None)
     for node in nodes:
@@ -102,9 +105,12 @@ def check_run(events: Sequence[Event], dag: str) -> None:
                     assert e.attempt == last_retried + 1, f"{node}: {mine}"
                 open_attempt = e.attempt
                 last_retried = None
+            elif isinstance(e, NodeCancelled) and open_attempt is None and last_retried:
+                last_retried = None  # cancelled while waiting for its next attempt
             elif isinstance(e, _ENDS) and open_attempt is not None:
                 assert e.attempt == open_attempt, f"{node}: the end of another attempt: {mine}"
-                assert e.duration is not None and e.duration >= 0.0, e
+                assert e.duration is not None, e
+                assert e.duration >= 0.0, e
                 open_attempt = None
                 if isinstance(e, NodeRetrying):
                     last_retried = e.attempt

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -119,9 +119,11 @@ async def test_current_in_a_plain_run_without_observers() -> None:
         dag.add_node(b, na, name="b")
     await dag.invoke(None)
     assert [s.node if s else None for s in seen] == ["a", "b"]
-    assert seen[0] is not None and seen[1] is not None
+    assert seen[0] is not None
+    assert seen[1] is not None
     assert seen[0].run_id == seen[1].run_id > 0
-    assert seen[0].dag == "fast" and seen[0].attempt == 1
+    assert seen[0].dag == "fast"
+    assert seen[0].attempt == 1
 
 
 async def test_current_with_an_invoke_timeout_where_every_node_has_a_task() -> None:
@@ -211,7 +213,7 @@ async def test_current_in_resource_setups_and_cleanups() -> None:
         seen["sgen cleanup"] = current()
 
     @contextlib.asynccontextmanager
-    async def acm() -> AsyncIterator[str]:
+    async def acm() -> AsyncGenerator[str, None]:
         seen["acm setup"] = current()
         yield "c"
         seen["acm cleanup"] = current()
@@ -368,7 +370,7 @@ async def test_current_in_a_cached_body_names_the_run_that_started_the_call() ->
         return x
 
     with build_dag(int, name="cached") as dag:
-        dag.add_node(load, dag.params, name="load", cache=Cache(ttl=60.0))
+        dag.add_node(load, dag.params, name="load", cache=Cache(ttl=60.0))  # type: ignore[call-overload]  # overloads lack cache=
     await dag.invoke(5, observers=[rec])
     assert seen == [RunContext("cached", _run_id(rec), "load", 1)]
 

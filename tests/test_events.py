@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -40,6 +40,7 @@ from dagwire.events import (
     NodeSucceeded,
     RunFinished,
 )
+from dagwire.report import Reporter
 from observe_support import Recorder, check_run
 from observe_support import task_factory as task_factory  # every test, both task factories
 
@@ -212,7 +213,8 @@ async def test_a_failing_node_fails_the_run_and_cancels_its_sibling() -> None:
     failed = rec.one(NodeFailed, "pay")
     assert isinstance(failed.error, Down)
     assert failed.error is caught.value.failures["pay"]
-    assert isinstance(failed, NodeFailed) and failed.recovered is False
+    assert isinstance(failed, NodeFailed)
+    assert failed.recovered is False
     assert failed.attempt == 1
     cancelled = rec.of("slow")[1]
     assert cancelled.error is None
@@ -222,10 +224,16 @@ async def test_a_failing_node_fails_the_run_and_cancels_its_sibling() -> None:
     assert end.ok is False
     assert end.error is caught.value  # exactly what invoke raised
     assert sorted(rec.kinds()) == sorted(
-        ["run_started", "run_finished"]
-        + ["node_started", "node_succeeded"]
-        + ["node_started", "node_failed"]
-        + ["node_started", "node_cancelled"]
+        [
+            "run_started",
+            "run_finished",
+            "node_started",
+            "node_succeeded",
+            "node_started",
+            "node_failed",
+            "node_started",
+            "node_cancelled",
+        ]
     )
 
 
@@ -243,7 +251,8 @@ async def test_a_node_timeout_is_a_failure_naming_the_node() -> None:
     assert rec.kinds() == ["run_started", "node_started", "node_failed", "run_finished"]
     failed = rec.one(NodeFailed, "hang")
     assert isinstance(failed.error, TimeoutError)
-    assert "'hang'" in str(failed.error) and "0.01" in str(failed.error)
+    assert "'hang'" in str(failed.error)
+    assert "0.01" in str(failed.error)
     assert finished(rec).error is caught.value
 
 
@@ -306,6 +315,44 @@ async def test_a_node_out_of_attempts_fails_with_its_last_error() -> None:
     assert finished(rec).error is caught.value
 
 
+async def test_a_node_cancelled_in_its_retry_delay_ends_with_node_cancelled() -> None:
+    rec = Recorder()
+    retrying = asyncio.Event()
+    raised: list[BaseException] = []
+
+    async def flaky() -> None:
+        raise ConnectionError("reset")
+
+    def watch(event: Event) -> None:
+        if isinstance(event, NodeRetrying):
+            retrying.set()
+
+    with build_dag(name="retry-cancel") as dag:
+        dag.add_node(flaky, name="flaky", retry=Retry(attempts=3, initial_delay=10.0))
+
+    async def caller() -> None:
+        try:
+            await dag.invoke(None, observers=[watch, rec])
+        except asyncio.CancelledError as exc:
+            raised.append(exc)
+            raise
+
+    task = asyncio.create_task(caller())
+    await retrying.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    check_run(rec.events, "retry-cancel")
+    assert rec.kinds() == [
+        "run_started",
+        "node_started",
+        "node_retrying",
+        "node_cancelled",
+        "run_finished",
+    ]
+    assert finished(rec).error is raised[0]
+
+
 async def test_a_fallback_reports_the_failure_as_recovered_and_dependents_run() -> None:
     rec = Recorder()
     boom = Down("flags service down")
@@ -336,7 +383,8 @@ async def test_a_fallback_reports_the_failure_as_recovered_and_dependents_run() 
     assert failed.error is boom
     assert failed.duration is not None
     end = finished(rec)
-    assert end.ok is True and end.error is None
+    assert end.ok is True
+    assert end.error is None
     assert [(f.node, f.recovered) for f in result.errors] == [("flags", True)]
 
 
@@ -352,7 +400,9 @@ async def test_a_retried_node_with_a_fallback_reports_retries_then_the_recovered
     check_run(rec.events, "retry-fallback")
     assert rec.kinds("down") == ["node_started", "node_retrying", "node_started", "node_failed"]
     failed = rec.one(NodeFailed, "down")
-    assert isinstance(failed, NodeFailed) and failed.recovered and failed.attempt == 2
+    assert isinstance(failed, NodeFailed)
+    assert failed.recovered
+    assert failed.attempt == 2
 
 
 # -- skips ------------------------------------------------------------------------------------
@@ -386,7 +436,8 @@ async def test_continue_mode_skips_dependents_naming_the_failed_node() -> None:
     assert rec.kinds("alone") == ["node_started", "node_succeeded"]
     for name in ("d1", "d2"):
         skipped = rec.one(NodeSkipped, name)
-        assert isinstance(skipped, NodeSkipped) and skipped.cause == "broken"
+        assert isinstance(skipped, NodeSkipped)
+        assert skipped.cause == "broken"
         assert skipped.error is None
     assert rec.one(NodeSkipped, "d2").tags == ("late",)
     # Skips come after the failure that caused them.
@@ -432,9 +483,11 @@ async def test_skip_raised_in_a_body_skips_the_node_and_its_dependents() -> None
     assert rec.kinds("maybe") == ["node_started", "node_skipped"]
     for name in ("maybe", "d1", "d2"):
         skipped = rec.one(NodeSkipped, name)
-        assert isinstance(skipped, NodeSkipped) and skipped.cause == "maybe"
+        assert isinstance(skipped, NodeSkipped)
+        assert skipped.cause == "maybe"
     end = finished(rec)
-    assert end.ok is True and end.error is None
+    assert end.ok is True
+    assert end.error is None
 
 
 async def test_skip_raised_in_a_body_ends_the_attempt_it_started() -> None:
@@ -492,7 +545,8 @@ async def test_skip_raised_in_a_pre_hook_skips_the_node_without_an_attempt() -> 
     ]
     for name in ("gated", "dep"):
         skipped = rec.one(NodeSkipped, name)
-        assert isinstance(skipped, NodeSkipped) and skipped.cause == "gated"
+        assert isinstance(skipped, NodeSkipped)
+        assert skipped.cause == "gated"
     assert finished(rec).ok is True
 
 
@@ -701,6 +755,8 @@ async def test_breaker_changes_reach_only_the_run_whose_call_changed_the_breaker
     breaker = CircuitBreaker(fail_max=1, reset_timeout=60.0)
     a_may_fail = asyncio.Event()
     b_admitted = asyncio.Event()
+    opened = asyncio.Event()
+    breaker.add_listener(lambda old, new: opened.set() if new is BreakerState.OPEN else None)
 
     async def call(who: str) -> str:
         if who == "a":
@@ -718,8 +774,7 @@ async def test_breaker_changes_reach_only_the_run_whose_call_changed_the_breaker
 
     task_b = asyncio.create_task(run_b())
     run_a = asyncio.create_task(dag.invoke("a", observers=[rec_a]))
-    while breaker.state is not BreakerState.OPEN:
-        await asyncio.sleep(0)
+    await opened.wait()
     a_may_fail.set()
     await asyncio.gather(task_b, run_a)
 
@@ -780,7 +835,7 @@ async def test_a_cache_hit_is_a_cached_success_without_a_start() -> None:
         return x * x
 
     with build_dag(int, name="cached") as dag:
-        n = dag.add_node(square, dag.params, name="square", cache=cache)
+        n = dag.add_node(square, dag.params, name="square", cache=cache)  # type: ignore[call-overload]  # overloads lack cache=
     miss, hit = Recorder(), Recorder()
     assert (await dag.invoke(7, observers=[miss]))[n] == 49
     assert (await dag.invoke(7, observers=[hit]))[n] == 49
@@ -789,11 +844,13 @@ async def test_a_cache_hit_is_a_cached_success_without_a_start() -> None:
     check_run(hit.events, "cached")
     assert miss.kinds("square") == ["node_started", "node_succeeded"]
     first = miss.one(NodeSucceeded, "square")
-    assert isinstance(first, NodeSucceeded) and first.cached is False
+    assert isinstance(first, NodeSucceeded)
+    assert first.cached is False
     assert hit.kinds() == ["run_started", "node_succeeded", "run_finished"]
     again = hit.one(NodeSucceeded, "square")
     assert isinstance(again, NodeSucceeded)
-    assert again.cached is True and again.resumed is False
+    assert again.cached is True
+    assert again.resumed is False
 
 
 async def test_every_event_ending_something_carries_a_duration_even_a_cache_hit() -> None:
@@ -805,7 +862,7 @@ async def test_every_event_ending_something_carries_a_duration_even_a_cache_hit(
         return x * x
 
     with build_dag(int, name="cached-duration") as dag:
-        dag.add_node(square, dag.params, name="square", cache=cache)
+        dag.add_node(square, dag.params, name="square", cache=cache)  # type: ignore[call-overload]  # overloads lack cache=
     await dag.invoke(3)
     hit = Recorder()
     await dag.invoke(3, observers=[hit])
@@ -847,9 +904,11 @@ async def test_a_resumed_run_reports_taken_nodes_as_resumed_successes() -> None:
     ]
     taken = rec.one(NodeSucceeded, "load")
     assert isinstance(taken, NodeSucceeded)
-    assert taken.resumed is True and taken.cached is False
+    assert taken.resumed is True
+    assert taken.cached is False
     ran = rec.one(NodeSucceeded, "flaky")
-    assert isinstance(ran, NodeSucceeded) and ran.resumed is False
+    assert isinstance(ran, NodeSucceeded)
+    assert ran.resumed is False
 
 
 # -- add_map items and sub-graphs ---------------------------------------------------------------
@@ -1062,9 +1121,9 @@ def _broken(event: Event) -> None:
 
 
 @pytest.fixture
-def dagwire_errors(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+def dagwire_errors(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.WARNING, logger="dagwire")
-    yield caplog
+    return caplog
 
 
 def _observer_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -1095,7 +1154,8 @@ async def test_a_raising_observer_is_reported_once_per_run_and_changes_nothing(
     assert len(records) == 1  # once per run, although it raised on each of 6 events
     record = records[0]
     assert record.levelno == logging.ERROR
-    assert record.exc_info is not None and isinstance(record.exc_info[1], Broken)
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], Broken)
     assert "run_started" in record.getMessage()
     # The next run reports it again (once).
     await dag.invoke(None, observers=[_broken])
@@ -1150,16 +1210,14 @@ async def test_each_raising_observer_is_reported_once_and_only_where_it_raises(
 @pytest.fixture
 def reporters(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Every `Reporter` created from now on (the run's per-run event and timeline state)."""
-    import dagwire.report
-
     made: list[object] = []
-    original = dagwire.report.Reporter.__init__
+    original = Reporter.__init__
 
-    def counting(self: dagwire.report.Reporter, *args: object, **kwargs: object) -> None:
+    def counting(self: Reporter, *args: object, **kwargs: object) -> None:
         made.append(self)
         original(self, *args, **kwargs)  # type: ignore[arg-type]  # passed through unchanged
 
-    monkeypatch.setattr(dagwire.report.Reporter, "__init__", counting)
+    monkeypatch.setattr(Reporter, "__init__", counting)
     return made
 
 
