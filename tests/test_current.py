@@ -576,3 +576,84 @@ async def test_a_resource_cleanup_runs_in_the_context_its_setup_ran_in() -> None
     result = await dag.invoke(None)
     assert result[u] == "value"
     assert seen == ["inside the resource"]
+
+
+async def test_concurrent_runs_each_see_their_own_context_in_threads_and_on_the_loop() -> None:
+    seen: dict[tuple[int, str], RunContext | None] = {}
+
+    async def fetch(x: int) -> int:
+        await asyncio.sleep(0)
+        seen[(x, "loop")] = current()
+        return x
+
+    def parse(x: int) -> int:
+        seen[(x, "thread")] = current()
+        return x
+
+    with build_dag(int, name="concurrent") as dag:
+        f = dag.add_node(fetch, dag.params, name="fetch")
+        dag.add_node(parse, f, name="parse", executor="thread")
+    recs = [Recorder() for _ in range(12)]
+    await asyncio.gather(*(dag.invoke(k, observers=[rec]) for k, rec in enumerate(recs)))
+    for k, rec in enumerate(recs):
+        run_id = _run_id(rec)
+        assert seen[(k, "loop")] == RunContext("concurrent", run_id, "fetch", 1)
+        assert seen[(k, "thread")] == RunContext("concurrent", run_id, "parse", 1)
+    # A pool thread that ran a node knows nothing of the run afterwards.
+    assert await asyncio.to_thread(current) is None
+    assert current() is None
+
+
+async def test_a_graph_invoked_inside_a_body_is_innermost_only_while_it_runs() -> None:
+    rec = Recorder()
+    seen: dict[str, RunContext | None] = {}
+
+    def inner_node() -> int:
+        seen["inner"] = current()
+        return 1
+
+    with build_dag(name="direct-inner") as inner:
+        inner.add_node(inner_node, name="inner_node")
+
+    async def body() -> int:
+        seen["before"] = current()
+        await inner.invoke(None, observers=[rec])
+        seen["after"] = current()
+        return 1
+
+    with build_dag(name="direct-outer") as outer:
+        outer.add_node(body, name="body")
+    await outer.invoke(None, observers=[rec])
+    inner_id, outer_id = sorted(rec.run_ids(), key=lambda r: rec.of(None, r)[-1].time)
+    outer_ctx = RunContext("direct-outer", outer_id, "body", 1)
+    assert seen == {
+        "before": outer_ctx,
+        "inner": RunContext("direct-inner", inner_id, "inner_node", 1),
+        "after": outer_ctx,
+    }
+
+
+async def test_current_in_a_streamed_run_and_with_max_concurrency() -> None:
+    seen: list[RunContext | None] = []
+
+    async def a() -> int:
+        await asyncio.sleep(0)
+        seen.append(current())
+        return 1
+
+    def b(x: int) -> int:
+        seen.append(current())
+        return x
+
+    with build_dag(name="streamed") as dag:
+        na = dag.add_node(a, name="a")
+        dag.add_node(b, na, name="b")
+    completions = [c async for c in dag.stream(None)]
+    assert [c.node.name for c in completions] == ["a", "b"]
+    await dag.invoke(None, max_concurrency=1)
+    assert [(s.dag, s.node, s.attempt) if s else None for s in seen] == [
+        ("streamed", "a", 1),
+        ("streamed", "b", 1),
+    ] * 2
+    ids = [s.run_id for s in seen if s is not None]
+    assert ids[0] == ids[1] != ids[2] == ids[3]

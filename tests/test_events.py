@@ -1378,3 +1378,57 @@ async def test_timeline_needs_timeline_true_even_with_observers() -> None:
     plain = await dag.invoke(None)
     with pytest.raises(DagDefinitionError, match="timeline=True"):
         plain.timeline()
+
+
+async def test_mapped_sub_graph_runs_report_to_the_outer_runs_observers() -> None:
+    rec = Recorder()
+
+    async def lookup(x: int) -> int:
+        return x * 10
+
+    with build_dag(int, name="per-item") as inner:
+        inner.add_node(lookup, inner.params, name="lookup")
+    with build_dag(name="mapped-graph") as outer:
+        m = outer.add_map(inner, [1, 2], name="m", limit=1)
+    result = await outer.invoke(None, observers=[rec])
+    assert [r.ok for r in result[m]] == [True, True]
+    outer_id, *inner_ids = rec.run_ids()
+    assert len(inner_ids) == 2
+    # (the items' own durations: test_map_item_ends_carry_their_duration)
+    assert rec.kinds("m", outer_id) == ["node_started", "node_succeeded"]
+    assert rec.kinds("m[0]", outer_id) == ["node_started", "node_succeeded"]
+    assert rec.kinds("m[1]", outer_id) == ["node_started", "node_succeeded"]
+    for inner_id in inner_ids:
+        check_run(rec.of(None, inner_id), "per-item")
+        assert rec.kinds("lookup", inner_id) == ["node_started", "node_succeeded"]
+
+
+async def test_event_order_is_the_same_with_max_concurrency() -> None:
+    rec = Recorder()
+
+    async def a() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    def b(x: int) -> int:
+        return x + 1
+
+    async def c(x: int) -> int:
+        return x + 1
+
+    with build_dag(name="capped") as dag:
+        na = dag.add_node(a, name="a")
+        nb = dag.add_node(b, na, name="b")
+        dag.add_node(c, nb, name="c")
+    await dag.invoke(None, observers=[rec], max_concurrency=1)
+    check_run(rec.events, "capped")
+    assert [(e.kind, e.node) for e in rec.events] == [
+        ("run_started", None),
+        ("node_started", "a"),
+        ("node_succeeded", "a"),
+        ("node_started", "b"),
+        ("node_succeeded", "b"),
+        ("node_started", "c"),
+        ("node_succeeded", "c"),
+        ("run_finished", None),
+    ]
