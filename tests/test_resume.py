@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -38,6 +38,19 @@ async def task_factory(request: pytest.FixtureRequest) -> AsyncIterator[str]:
             loop.set_task_factory(None)
     else:
         yield "default"
+
+
+T = TypeVar("T")
+
+
+def const(log: list[str], name: str, value: T) -> Callable[[], T]:
+    """A node body that logs its name and returns `value`."""
+
+    def body() -> T:
+        log.append(name)
+        return value
+
+    return body
 
 
 class Flaky:
@@ -118,14 +131,14 @@ async def test_a_fail_fast_failure_gives_a_result_to_resume_from() -> None:
     """`invoke` raises `DagError` in fail-fast mode, so the failed run's partial result must
     travel with it for `resume_from=` to retry only what failed (here as `DagError.result`)."""
     flaky, log = Flaky("d"), list[str]()
-    dag, n = pipeline(flaky, log)
+    dag, _n = pipeline(flaky, log)
     with pytest.raises(DagError) as info:
         await dag.invoke(None)
     previous = getattr(info.value, "result", None)
     assert isinstance(previous, ExecutionResult), "a fail-fast DagError carries no result"
     flaky.heal()
     flaky.calls.clear()
-    resumed: ExecutionResult[Any] = await dag.invoke(None, resume_from=previous)
+    resumed = await dag.invoke(None, resume_from=cast("ExecutionResult[None]", previous))
     assert resumed.ok
     assert flaky.calls == Counter({"d": 1})
 
@@ -160,7 +173,10 @@ async def test_nodes_with_post_run_again_when_something_that_runs_needs_them() -
     flaky = Flaky("c")
     with build_dag() as dag:
         p = dag.add_node(
-            flaky.node("p"), name="p", pre=lambda: log.append("p pre"), post=lambda: log.append("p post")
+            flaky.node("p"),
+            name="p",
+            pre=lambda: log.append("p pre"),
+            post=lambda: log.append("p post"),
         )
         q = dag.add_node(flaky.node("q"), name="q", post=lambda: log.append("q post"))
         c = dag.add_node(flaky.node("c"), p, name="c")
@@ -202,9 +218,7 @@ async def test_overrides_win_over_resumed_values() -> None:
     flaky.heal()
     flaky.calls.clear()
     seen: list[events.Event] = []
-    second = await dag.invoke(
-        None, resume_from=first, overrides={a: "A!"}, observers=[seen.append]
-    )
+    second = await dag.invoke(None, resume_from=first, overrides={a: "A!"}, observers=[seen.append])
     assert second[a] == "A!"
     assert second[c] == "c(A!,b())"
     assert flaky.calls == Counter({"c": 1})
@@ -247,6 +261,10 @@ async def test_skipped_nodes_run_again() -> None:
     flag = {"on": False}
     calls: list[str] = []
 
+    def plus_one(b: int, _: bool) -> int:
+        calls.append("recs")
+        return b + 1
+
     def check() -> bool:
         calls.append("check")
         if not flag["on"]:
@@ -254,9 +272,9 @@ async def test_skipped_nodes_run_again() -> None:
         return True
 
     with build_dag() as dag:
-        base = dag.add_node(lambda: calls.append("base") or 1, name="base")
+        base = dag.add_node(const(calls, "base", 1), name="base")
         ok = dag.add_node(check, name="check")
-        recs = dag.add_node(lambda b, _: calls.append("recs") or b + 1, base, ok, name="recs")
+        recs = dag.add_node(plus_one, base, ok, name="recs")
     first = await dag.invoke(None)
     assert first.status(recs) is NodeStatus.SKIPPED
     flag["on"] = True
@@ -275,7 +293,8 @@ async def test_a_resumed_result_can_be_resumed_again() -> None:
     first = await dag.invoke(None, on_error="continue")
     flaky.failing = {"c"}
     second = await dag.invoke(None, resume_from=first, on_error="continue")
-    assert second.status(b) is NodeStatus.SUCCEEDED and second.status(c) is NodeStatus.FAILED
+    assert second.status(b) is NodeStatus.SUCCEEDED
+    assert second.status(c) is NodeStatus.FAILED
     flaky.heal()
     flaky.calls.clear()
     third = await dag.invoke(None, resume_from=second)
@@ -289,7 +308,8 @@ async def test_a_value_a_fallback_covered_is_taken_as_succeeded() -> None:
         a = dag.add_node(flaky.node("a"), fallback="default")
         b = dag.add_node(flaky.node("b"), a)
     first = await dag.invoke(None, on_error="continue")
-    assert first.status(a) is NodeStatus.SUCCEEDED and first[a] == "default"
+    assert first.status(a) is NodeStatus.SUCCEEDED
+    assert first[a] == "default"
     flaky.heal()
     flaky.calls.clear()
     second = await dag.invoke(None, resume_from=first)
@@ -309,7 +329,8 @@ async def test_a_map_node_that_succeeded_is_taken_as_done() -> None:
         m = dag.add_map(double, [1, 2, 3], name="m")
         total = dag.add_node(flaky.node("total"), m)
     first = await dag.invoke(None, on_error="continue")
-    assert first[m] == [2, 4, 6] and items == [1, 2, 3]
+    assert first[m] == [2, 4, 6]
+    assert items == [1, 2, 3]
     flaky.heal()
     items.clear()
     second = await dag.invoke(None, resume_from=first)
@@ -320,7 +341,7 @@ async def test_a_map_node_that_succeeded_is_taken_as_done() -> None:
 async def test_a_sub_graph_node_that_succeeded_is_taken_as_done() -> None:
     inner_calls: list[str] = []
     with build_dag(name="inner") as inner:
-        inner.add_node(lambda: inner_calls.append("inner") or 1, name="one")
+        inner.add_node(const(inner_calls, "inner", 1), name="one")
     flaky = Flaky("after")
     with build_dag() as dag:
         sub = dag.add_node(inner, None, name="sub")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Literal
+from typing import Literal, TypeVar
 
 import pytest
 
@@ -22,6 +22,27 @@ from dagwire import (
 
 OnError = Literal["raise", "continue"]
 MODES: list[OnError] = ["raise", "continue"]
+T = TypeVar("T")
+
+
+def const(log: list[str], name: str, value: T) -> Callable[[], T]:
+    """A node body that logs its name and returns `value`."""
+
+    def body() -> T:
+        log.append(name)
+        return value
+
+    return body
+
+
+def same(log: list[str], name: str) -> Callable[[T], T]:
+    """A node body that logs its name and returns its input."""
+
+    def body(x: T) -> T:
+        log.append(name)
+        return x
+
+    return body
 
 
 def skipper(reason: str, calls: list[str], name: str) -> Callable[[], int]:
@@ -59,9 +80,9 @@ async def test_a_body_that_skips_is_skipped_with_its_dependents_and_the_run_is_o
             flag = dag.add_node(async_skip, name="flag")
         else:  # the slow path: a node with options
             flag = dag.add_node(async_skip, name="flag", timeout=10.0, tags=("t",))
-        recs = dag.add_node(lambda x: calls.append("recs") or x, flag, name="recs")
-        page = dag.add_node(lambda r: calls.append("page") or r, recs, name="page")
-        other = dag.add_node(lambda: calls.append("other") or 7, name="other")
+        recs = dag.add_node(same(calls, "recs"), flag, name="recs")
+        page = dag.add_node(same(calls, "page"), recs, name="page")
+        other = dag.add_node(const(calls, "other", 7), name="other")
     result = await dag.invoke(None, on_error=on_error)
     assert sorted(calls) == ["flag", "other"]
     assert result.ok
@@ -75,7 +96,7 @@ async def test_a_body_that_skips_is_skipped_with_its_dependents_and_the_run_is_o
     assert result.skip_cause(recs) == "flag"
     assert result.skip_cause(page) == "flag"
     assert result.skip_cause(other) is None
-    with pytest.raises(NodeNotCompletedError, match="'page'.*SKIPPED"):
+    with pytest.raises(NodeNotCompletedError, match=r"'page'.*SKIPPED"):
         result[page]
 
 
@@ -107,11 +128,11 @@ async def test_skip_cascades_through_after_and_join() -> None:
     calls: list[str] = []
     with build_dag() as dag:
         a = dag.add_node(skipper("no", calls, "a"))
-        c = dag.add_node(lambda: calls.append("c") or 1, name="c")
-        b = dag.add_node(lambda: calls.append("b") or 2, name="b", after=a)
+        c = dag.add_node(const(calls, "c", 1), name="c")
+        b = dag.add_node(const(calls, "b", 2), name="b", after=a)
         j = dag.join(a, c, name="j")
-        d = dag.add_node(lambda: calls.append("d") or 3, name="d", after=j)
-        e = dag.add_node(lambda v: calls.append("e") or v, c, name="e", after=[b])
+        d = dag.add_node(const(calls, "d", 3), name="d", after=j)
+        e = dag.add_node(same(calls, "e"), c, name="e", after=[b])
     for on_error in MODES:
         calls.clear()
         result = await dag.invoke(None, on_error=on_error)
@@ -131,7 +152,7 @@ async def test_a_diamond_of_dependents_is_skipped_once_each() -> None:
         right = dag.add_node(lambda x: x, a, name="right")
         bottom = dag.add_node(lambda x, y: x + y, left, right, name="bottom")
     result = await dag.invoke(None, observers=[seen.append])
-    skipped = [e.node for e in seen if isinstance(e, events.NodeSkipped)]
+    skipped = [str(e.node) for e in seen if isinstance(e, events.NodeSkipped)]
     assert sorted(skipped) == ["a", "bottom", "left", "right"]  # each exactly once
     assert result.skip_cause(bottom) == "a"
 
@@ -151,12 +172,12 @@ async def test_skip_in_pre_skips_the_node_without_its_body_and_post_still_runs(
 
     with build_dag() as dag:
         n = dag.add_node(
-            lambda: log.append("body") or 1,
+            const(log, "body", 1),
             name="n",
             pre=pre,
             post=lambda: log.append("post"),
         )
-        dep = dag.add_node(lambda x: log.append("dep") or x, n, name="dep")
+        dep = dag.add_node(same(log, "dep"), n, name="dep")
     result = await dag.invoke(None, on_error=on_error)
     assert log == ["pre", "post"]
     assert result.ok
@@ -174,7 +195,7 @@ async def test_skip_in_an_async_pre_taking_the_parameter() -> None:
             raise Skip("flag off")
 
     with build_dag(bool) as dag:
-        n = dag.add_node(lambda: log.append("body") or "v", name="n", pre=pre, post=log.append)
+        n = dag.add_node(const(log, "body", "v"), name="n", pre=pre, post=log.append)
     off = await dag.invoke(False)
     assert off.status(n) is NodeStatus.SKIPPED
     assert log == ["pre False", False]  # post took the parameter
@@ -192,7 +213,9 @@ async def test_skip_in_a_body_with_hooks_runs_post_once() -> None:
         raise Skip("no")
 
     with build_dag() as dag:
-        n = dag.add_node(body, name="n", pre=lambda: log.append("pre"), post=lambda: log.append("post"))
+        n = dag.add_node(
+            body, name="n", pre=lambda: log.append("pre"), post=lambda: log.append("post")
+        )
     result = await dag.invoke(None)
     assert log == ["pre", "body", "post"]
     assert result.status(n) is NodeStatus.SKIPPED
@@ -239,7 +262,7 @@ async def test_a_resource_closes_normally_when_a_node_using_it_skips(on_error: O
     log: list[str] = []
 
     @asynccontextmanager
-    async def transaction() -> AsyncIterator[str]:
+    async def transaction() -> AsyncGenerator[str, None]:
         try:
             yield "tx"
         except BaseException as exc:
@@ -313,7 +336,7 @@ async def test_a_node_with_a_fallback_that_skips_takes_the_fallback_and_succeeds
             n = dag.add_node(skipper("no", calls, "n"), name="n", fallback=-1)
         else:
             n = dag.add_node(lambda: 5, name="n", pre=raise_skip, fallback=-1)
-        dep = dag.add_node(lambda x: calls.append("dep") or x * 10, n, name="dep")
+        dep = dag.add_node(lambda x: same(calls, "dep")(x) * 10, n, name="dep")
     seen: list[events.Event] = []
     result = await dag.invoke(None, observers=[seen.append])
     assert result.status(n) is NodeStatus.SUCCEEDED
@@ -407,7 +430,8 @@ async def test_not_completed_error_of_a_skipped_node_does_not_say_a_dependency_f
         with pytest.raises(NodeNotCompletedError) as info:
             result[node]
         message = str(info.value)
-        assert f"{node.name!r}" in message and "SKIPPED" in message
+        assert f"{node.name!r}" in message
+        assert "SKIPPED" in message
         assert "failed" not in message, message
 
 
