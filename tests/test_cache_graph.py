@@ -466,6 +466,70 @@ async def test_two_graphs_sharing_one_cache_share_entries_and_calls() -> None:
     assert calls == ["lookup 7"]
 
 
+async def test_a_shared_failure_is_noted_for_each_graphs_own_node() -> None:
+    release = asyncio.Event()
+
+    async def lookup(user: int) -> str:
+        await release.wait()
+        raise LookupError(f"no user {user}")
+
+    cache = Cache()
+    with build_dag(int, name="one") as one:
+        one.add_node(lookup, one.params, cache=cache, name="in_one")
+    with build_dag(int, name="two") as two:
+        two.add_node(lookup, two.params, cache=cache, name="in_two")
+    runs = [asyncio.ensure_future(one.invoke(7)), asyncio.ensure_future(two.invoke(7))]
+    await asyncio.sleep(0.01)
+    release.set()
+    first, second = await asyncio.gather(*runs, return_exceptions=True)
+    assert isinstance(first, DagError)
+    assert isinstance(second, DagError)
+    a, b = first.failures["in_one"], second.failures["in_two"]
+    assert a is not b
+    assert a.__notes__ == ["dagwire: node 'in_one' failed in body"]
+    assert b.__notes__ == ["dagwire: node 'in_two' failed in body"]
+
+
+async def test_a_cache_that_keeps_nothing_still_shares_concurrent_calls() -> None:
+    calls = 0
+    release = asyncio.Event()
+
+    async def slow(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return x
+
+    cache = Cache(ttl=0)
+    with build_dag(int) as dag:
+        node = dag.add_node(slow, dag.params, cache=cache)
+    runs = [asyncio.ensure_future(dag.invoke(1)) for _ in range(10)]
+    await asyncio.sleep(0.01)
+    release.set()
+    assert [r[node] for r in await asyncio.gather(*runs)] == [1] * 10
+    assert calls == 1
+    assert len(cache) == 0
+    await dag.invoke(1)
+    assert calls == 2
+
+
+async def test_what_a_key_function_raises_fails_the_node_unchanged() -> None:
+    def bad_key(x: int) -> int:
+        raise LookupError("key broke")
+
+    def ident(x: int) -> int:
+        return x
+
+    with build_dag() as dag:
+        node = dag.add_node(ident, 1, cache=Cache(key=bad_key), name="n")
+    result = await dag.invoke(None, on_error="continue")
+    assert result.status(node) is NodeStatus.FAILED
+    [failure] = result.errors
+    assert failure.node == "n"
+    assert isinstance(failure.error, LookupError)
+    assert failure.error.args == ("key broke",)
+
+
 async def test_max_concurrency_counts_a_wait_for_a_shared_call() -> None:
     log: list[str] = []
     release = asyncio.Event()

@@ -607,3 +607,31 @@ def test_a_function_that_cannot_take_an_item_is_refused() -> None:
 
     with build_dag() as dag, pytest.raises(DagDefinitionError, match="two"):
         dag.add_map(two, [1])
+
+
+def _sync_work(x: int) -> int:
+    return x
+
+
+async def _async_work(x: int) -> int:
+    return x
+
+
+@pytest.mark.parametrize(
+    ("fn", "options", "named"),
+    [
+        ("sync", {"timeout": 1.0}, "timeout="),  # cannot interrupt a sync function run inline
+        ("async", {"executor": "thread"}, "executor="),  # an executor cannot run a coroutine
+        ("graph", {"executor": "thread"}, "executor="),  # nor a graph
+        ("sync", {"release": "early"}, "release="),
+    ],
+)
+def test_options_that_cannot_work_on_an_item_call_are_refused(
+    fn: str, options: dict[str, Any], named: str
+) -> None:
+    """Every option is honoured or refused at build time, naming the option."""
+    with build_dag(int) as inner:
+        inner.add_node(_sync_work, inner.params)
+    target: Any = {"sync": _sync_work, "async": _async_work, "graph": inner}[fn]
+    with build_dag() as dag, pytest.raises(DagDefinitionError, match=named):
+        dag.add_map(target, [1], **options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -45,6 +46,22 @@ def same(log: list[str], name: str) -> Callable[[T], T]:
     return body
 
 
+@pytest.fixture(params=["default", "eager"])
+async def task_factory(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """Run the test under the loop's default task factory, and under the eager one (3.12+)."""
+    if request.param == "eager":
+        if sys.version_info < (3, 12):
+            pytest.skip("asyncio.eager_task_factory needs Python 3.12")
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(asyncio.eager_task_factory)
+        try:
+            yield "eager"
+        finally:
+            loop.set_task_factory(None)
+    else:
+        yield "default"
+
+
 def skipper(reason: str, calls: list[str], name: str) -> Callable[[], int]:
     def body() -> int:
         calls.append(name)
@@ -58,9 +75,9 @@ def skipper(reason: str, calls: list[str], name: str) -> Callable[[], int]:
 
 
 @pytest.mark.parametrize("on_error", MODES)
-@pytest.mark.parametrize("kind", ["sync", "async", "options"])
+@pytest.mark.parametrize("kind", ["sync", "async", "options", "thread"])
 async def test_a_body_that_skips_is_skipped_with_its_dependents_and_the_run_is_ok(
-    on_error: OnError, kind: str
+    on_error: OnError, kind: str, task_factory: str
 ) -> None:
     calls: list[str] = []
 
@@ -78,8 +95,10 @@ async def test_a_body_that_skips_is_skipped_with_its_dependents_and_the_run_is_o
             flag = dag.add_node(sync_skip, name="flag")
         elif kind == "async":
             flag = dag.add_node(async_skip, name="flag")
-        else:  # the slow path: a node with options
+        elif kind == "options":  # the slow path: a node with options
             flag = dag.add_node(async_skip, name="flag", timeout=10.0, tags=("t",))
+        else:
+            flag = dag.add_node(sync_skip, name="flag", executor="thread")
         recs = dag.add_node(same(calls, "recs"), flag, name="recs")
         page = dag.add_node(same(calls, "page"), recs, name="page")
         other = dag.add_node(const(calls, "other", 7), name="other")
@@ -124,7 +143,7 @@ async def test_a_skip_does_not_stop_a_fail_fast_run() -> None:
     assert result.ok
 
 
-async def test_skip_cascades_through_after_and_join() -> None:
+async def test_skip_cascades_through_after_and_join(task_factory: str) -> None:
     calls: list[str] = []
     with build_dag() as dag:
         a = dag.add_node(skipper("no", calls, "a"))

@@ -453,3 +453,12 @@ def test_a_graph_that_is_not_frozen_is_refused_as_a_node() -> None:
     inner.add_node(lambda: 1)
     with build_dag() as dag, pytest.raises(DagDefinitionError, match="frozen"):
         dag.add_node(inner)
+
+
+def test_an_executor_on_a_graph_node_is_refused() -> None:
+    """A graph runs on the event loop: `executor=` cannot run it (it would return a coroutine
+    that is never awaited), so it is refused like on any async callable."""
+    with build_dag(int) as inner:
+        inner.add_node(lambda p: p, inner.params)
+    with build_dag() as dag, pytest.raises(DagDefinitionError, match="executor="):
+        dag.add_node(inner, 1, executor="thread")
