@@ -403,6 +403,27 @@ async def test_the_item_that_fails_first_in_time_is_named_not_the_lowest_index()
     assert "dagwire: item 7 (of 10) of map node 'm'" in error.__notes__
 
 
+SHARED_ERROR = ValueError("raised by every run")
+
+
+async def test_the_item_note_is_added_once_however_many_runs_see_the_exception() -> None:
+    """dagwire never mutates a user's exception object more than once: a memoised exception
+    raised by an item in three runs carries each of dagwire's notes once."""
+
+    def work(k: int) -> int:
+        raise SHARED_ERROR
+
+    with build_dag() as dag:
+        dag.add_map(work, [0], name="m")
+    for _ in range(3):
+        with pytest.raises(DagError):
+            await dag.invoke(None)
+    assert sorted(SHARED_ERROR.__notes__) == [
+        "dagwire: item 0 (of 1) of map node 'm'",
+        "dagwire: node 'm' failed in body",
+    ]
+
+
 async def test_a_fallback_on_the_map_node_covers_a_failing_item() -> None:
     def work(k: int) -> int:
         if k == 1:
