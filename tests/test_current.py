@@ -177,8 +177,8 @@ async def test_current_in_sync_and_async_pre_and_post_hooks() -> None:
     assert where["post_async"] == ("hooks", run_id, "async_hooks")
 
 
-async def test_current_in_a_post_hook_gives_the_attempt_that_ran_last() -> None:
-    """`RunContext.attempt` is "the attempt ... that ran last (in post= hooks)"."""
+async def test_current_in_a_post_hook_gives_attempt_zero() -> None:
+    """`RunContext.attempt` is 0 in a `post=` hook: a cleanup, run once after the attempts."""
     seen: dict[str, RunContext | None] = {}
     failures = [ConnectionError("reset")]
 
@@ -194,7 +194,7 @@ async def test_current_in_a_post_hook_gives_the_attempt_that_ran_last() -> None:
         dag.add_node(flaky, name="flaky", retry=Retry(attempts=2, initial_delay=0.001), post=post)
     rec = Recorder()
     await dag.invoke(None, observers=[rec])
-    assert seen["post"] == RunContext("post-attempt", _run_id(rec), "flaky", 2)
+    assert seen["post"] == RunContext("post-attempt", _run_id(rec), "flaky", 0)
 
 
 async def test_current_in_resource_setups_and_cleanups() -> None:
@@ -305,9 +305,11 @@ async def test_current_in_async_map_items_after_an_await() -> None:
     with build_dag(name="mapped") as dag:
         dag.add_map(item, [0, 1, 2], name="m", limit=2)
     await dag.invoke(None, observers=[rec])
-    expected = RunContext("mapped", _run_id(rec), "m", 1)
+    run_id = _run_id(rec)
     assert seen == {
-        f"{x} {when}": expected for x in range(3) for when in ("first step", "after an await")
+        f"{x} {when}": RunContext("mapped", run_id, f"m[{x}]", 1)  # items are named like events
+        for x in range(3)
+        for when in ("first step", "after an await")
     }
 
 
@@ -322,8 +324,8 @@ async def test_current_in_map_items_run_in_a_thread() -> None:
     with build_dag(name="mapped-threads") as dag:
         dag.add_map(item, [0, 1], name="t", executor="thread")
     await dag.invoke(None, observers=[rec])
-    expected = RunContext("mapped-threads", _run_id(rec), "t", 1)
-    assert seen == {0: expected, 1: expected}
+    run_id = _run_id(rec)
+    assert seen == {x: RunContext("mapped-threads", run_id, f"t[{x}]", 1) for x in (0, 1)}
 
 
 async def test_the_innermost_run_wins_in_a_sub_graph() -> None:
@@ -370,7 +372,7 @@ async def test_current_in_a_cached_body_names_the_run_that_started_the_call() ->
         return x
 
     with build_dag(int, name="cached") as dag:
-        dag.add_node(load, dag.params, name="load", cache=Cache(ttl=60.0))  # type: ignore[call-overload]  # overloads lack cache=
+        dag.add_node(load, dag.params, name="load", cache=Cache(ttl=60.0))
     await dag.invoke(5, observers=[rec])
     assert seen == [RunContext("cached", _run_id(rec), "load", 1)]
 

@@ -835,7 +835,7 @@ async def test_a_cache_hit_is_a_cached_success_without_a_start() -> None:
         return x * x
 
     with build_dag(int, name="cached") as dag:
-        n = dag.add_node(square, dag.params, name="square", cache=cache)  # type: ignore[call-overload]  # overloads lack cache=
+        n = dag.add_node(square, dag.params, name="square", cache=cache)
     miss, hit = Recorder(), Recorder()
     assert (await dag.invoke(7, observers=[miss]))[n] == 49
     assert (await dag.invoke(7, observers=[hit]))[n] == 49
@@ -862,7 +862,7 @@ async def test_every_event_ending_something_carries_a_duration_even_a_cache_hit(
         return x * x
 
     with build_dag(int, name="cached-duration") as dag:
-        dag.add_node(square, dag.params, name="square", cache=cache)  # type: ignore[call-overload]  # overloads lack cache=
+        dag.add_node(square, dag.params, name="square", cache=cache)
     await dag.invoke(3)
     hit = Recorder()
     await dag.invoke(3, observers=[hit])

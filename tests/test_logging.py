@@ -277,7 +277,7 @@ async def test_a_retry_of_a_cached_call_is_a_warning_naming_its_node_and_run(
             name="load",
             cache=Cache(ttl=60.0),
             retry=Retry(attempts=2, initial_delay=0.001),
-        )  # type: ignore[call-overload]  # the typed add_node overloads lack cache= (reported)
+        )
     await dag.invoke(3, observers=[rec])
     (run_id,) = rec.run_ids()
     (warning,) = ours(caplog, logging.WARNING)

@@ -432,10 +432,14 @@ async def test_the_timeline_and_the_stream_show_skipped_nodes() -> None:
     by_name = {t.node: t for t in result.timeline()}
     assert by_name["flag"].status is NodeStatus.SKIPPED
     completions = [(c.node, c.status, c.value, c.error) async for c in dag.stream(None)]
-    assert completions == [
-        (flag, NodeStatus.SKIPPED, None, None),
-        (recs, NodeStatus.SKIPPED, None, None),
+    assert [c[:3] for c in completions] == [
+        (flag, NodeStatus.SKIPPED, None),
+        (recs, NodeStatus.SKIPPED, None),
     ]
+    # The node that skipped carries its Skip (its reason); the cascade carries none.
+    assert isinstance(completions[0][3], Skip)
+    assert completions[0][3].reason == "no"
+    assert completions[1][3] is None
 
 
 async def test_not_completed_error_of_a_skipped_node_does_not_say_a_dependency_failed() -> None:

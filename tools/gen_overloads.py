@@ -53,6 +53,7 @@ from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Generic, Literal, TypeAlias, TypedDict, TypeVar, Unpack, overload
 
+from .cache import Cache
 from .definition import NodeKind
 from .node import Node
 from .policies import CircuitBreaker, Limiter, Retry
@@ -83,11 +84,24 @@ class AddNodeOptions(TypedDict, total=False):
     post: Callable[..., object] | None
     tags: Iterable[str]
     cleanup_timeout: float | None
+    cache: Cache | None
 
 
-class AddResourceOptions(AddNodeOptions, total=False):
-    """The keyword options of `add_resource`: those of `add_node` and `release`."""
+class AddResourceOptions(TypedDict, total=False):
+    """The keyword options of `add_resource` (checked at run time by `graph._parse_options`)."""
 
+    name: str | None
+    after: Node[Any] | Iterable[Node[Any]]
+    timeout: float | None
+    retry: Retry | int | None
+    fallback: object
+    breaker: CircuitBreaker | None
+    limiter: Limiter | None
+    executor: Executor | Literal["thread"] | None
+    pre: Callable[..., object] | None
+    post: Callable[..., object] | None
+    tags: Iterable[str]
+    cleanup_timeout: float | None
     release: Literal["end", "early"]
 
 

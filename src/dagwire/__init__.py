@@ -5,6 +5,8 @@ each node starts the moment its own inputs are ready; results come back through 
 resources acquired along the way are always released, in the right order, whatever fails.
 """
 
+import logging as _logging
+
 from .cache import Cache
 from .context import RunContext, current
 from .errors import (
@@ -51,3 +53,6 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# Silent unless the application configures logging: the library's records go nowhere by default.
+_logging.getLogger("dagwire").addHandler(_logging.NullHandler())

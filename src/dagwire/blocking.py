@@ -23,31 +23,48 @@ logger = logging.getLogger("dagwire")
 
 
 def debug_steps(
-    steps: tuple[Step, ...], plan: Plan, loop: asyncio.AbstractEventLoop
+    steps: tuple[Step, ...],
+    plan: Plan,
+    loop: asyncio.AbstractEventLoop,
+    extra: dict[str, object],
 ) -> tuple[Step, ...]:
     """`steps` with every fast-path body wrapped by `blocking_watch` (debug runs only).
 
     The run loop and its modes stay the same, so debug runs exercise the same fast path.
+    `extra`: the run's log record fields.
     """
     limit = loop.slow_callback_duration
     return tuple(
-        step if step[2] == SLOW else (blocking_watch(step[0], spec.name, limit), *step[1:])
+        step
+        if step[2] == SLOW
+        else (
+            blocking_watch(
+                step[0],
+                spec.name,
+                limit,
+                {**extra, "dagwire_node": spec.name, "dagwire_attempt": 1},
+            ),
+            *step[1:],
+        )
         for step, spec in zip(steps, plan.specs, strict=True)
     )
 
 
-def blocking_watch(fn: Callable[..., Any], name: str, limit: float) -> Callable[..., Any]:
+def blocking_watch(
+    fn: Callable[..., Any], name: str, limit: float, extra: dict[str, object]
+) -> Callable[..., Any]:
     """`fn`, logging a warning naming the node whenever one synchronous stretch of it (the call,
-    or one step of the coroutine it returns) holds the loop longer than `limit` seconds."""
+    or one step of the coroutine it returns) holds the loop longer than `limit` seconds;
+    `extra`: the record's fields."""
 
     def watched(*args: Any) -> Any:
         started = time.perf_counter()
         try:
             value = fn(*args)
         finally:
-            _check(name, started, limit)
+            _check(name, started, limit, extra)
         if iscoroutine(value):
-            return _watch_steps(value, name, limit)
+            return _watch_steps(value, name, limit, extra)
         return value
 
     return watched
@@ -55,7 +72,7 @@ def blocking_watch(fn: Callable[..., Any], name: str, limit: float) -> Callable[
 
 @types.coroutine
 def _watch_steps(
-    coro: Coroutine[Any, Any, Any], name: str, limit: float
+    coro: Coroutine[Any, Any, Any], name: str, limit: float, extra: dict[str, object]
 ) -> Generator[Any, Any, Any]:
     send, throw = coro.send, coro.throw
     value: Any = None
@@ -65,12 +82,12 @@ def _watch_steps(
         try:
             yielded = send(value) if error is None else throw(error)
         except StopIteration as stop:
-            _check(name, started, limit)
+            _check(name, started, limit, extra)
             return stop.value
         except BaseException:
-            _check(name, started, limit)
+            _check(name, started, limit, extra)
             raise
-        _check(name, started, limit)
+        _check(name, started, limit, extra)
         value = error = None
         try:
             value = yield yielded
@@ -78,7 +95,7 @@ def _watch_steps(
             error = exc
 
 
-def _check(name: str, started: float, limit: float) -> None:
+def _check(name: str, started: float, limit: float, extra: dict[str, object]) -> None:
     took = time.perf_counter() - started
     if took > limit:
         logger.warning(
@@ -88,5 +105,5 @@ def _check(name: str, started: float, limit: float) -> None:
             name,
             took,
             limit,
-            extra={"dagwire_node": name},
+            extra=extra,
         )

@@ -17,15 +17,15 @@ from asyncio import CancelledError
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from inspect import isawaitable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from . import composite
 from .blocking import blocking_watch
-from .context import in_thread
+from .context import set_where
 from .definition import NO_FALLBACK, NodeKind, NodeOptions, NodeSpec
 from .errors import Skip
 from .executors import Work, submit
-from .lifecycle import enter_resource, post_hook
+from .lifecycle import Cleanup, enter_resource
 from .policies import BreakerState, CircuitBreaker, Limiter, Retry
 from .status import NodeStatus
 
@@ -112,7 +112,13 @@ async def _composite(
     """A map node or a cached node (see `composite`), with the node's hooks and fallback."""
     try:
         if opts.pre is not None:
-            await _pre(run, i, opts)
+            try:
+                pending = _start_pre(run, i, opts)
+                if pending is not None:
+                    await pending
+            except BaseException:
+                run.phase[i] = "pre"
+                raise
         if spec.kind is NodeKind.MAP:
             return await composite.map_items(run, i, spec, opts, args)
         assert opts.cache is not None
@@ -123,17 +129,23 @@ async def _composite(
         return _recovered(run, i, spec, opts, exc)
 
 
-async def _pre(run: Run, i: int, opts: NodeOptions) -> None:
-    """Run node i's `pre=` hook, registering its `post=` first: post runs for every node whose
-    pre started (a node without pre gets its post when its body starts: see `attempts`)."""
+def _post(run: Run, i: int) -> Cleanup:
+    post = run.plan.posts[i]
+    assert post is not None
+    return post
+
+
+def _start_pre(run: Run, i: int, opts: NodeOptions) -> Awaitable[object] | None:
+    """Call node i's `pre=` hook, registering its `post=` first: post runs for every node whose
+    pre started (a node without pre gets its post when its body starts: see `attempts`).
+    Returns what an async hook gives to await. (A failure is the caller's to mark phase
+    "pre": only failures pay for it.)"""
     assert opts.pre is not None
-    if opts.post is not None:
-        run.add_cleanup(i, post_hook(opts.post, opts.post_takes_param, run.params))
-    run.phase[i] = "pre"
+    post = run.plan.posts[i]
+    if post is not None:
+        run.add_cleanup(i, post)
     started = opts.pre(run.params) if opts.pre_takes_param else opts.pre()
-    if isawaitable(started):
-        await started
-    del run.phase[i]
+    return started if started is not None and isawaitable(started) else None
 
 
 def _recoverable(run: Run, i: int, opts: NodeOptions, exc: Exception) -> bool:
@@ -153,19 +165,36 @@ def _recovered(run: Run, i: int, spec: NodeSpec, opts: NodeOptions, exc: Excepti
         run.reporter.recovered(i, exc)
     if logger.isEnabledFor(logging.WARNING):
         logger.warning(
-            "node %r failed (%r); using its fallback value", spec.name, exc, extra=_extra(run, i)
+            "node %r failed (%r); using its fallback value", spec.name, exc, extra=run.log_extra(i)
         )
     return opts.fallback
 
 
+class Listener(Protocol):
+    """Hears the attempts of a call that is not one run's own (an `add_map` item, a `Cache`'s
+    shared call): to report them and to tell `dagwire.current()` where it is."""
+
+    def attempt_started(self, attempt: int) -> None: ...
+
+    def retrying(self, attempt: int, delay: float, error: Exception) -> None: ...
+
+    def log_extra(self, attempt: int) -> dict[str, object]: ...
+
+
 async def attempts(
-    run: Run | None, i: int, spec: NodeSpec, opts: NodeOptions, args: tuple[Any, ...]
+    run: Run | None,
+    i: int,
+    spec: NodeSpec,
+    opts: NodeOptions,
+    args: tuple[Any, ...],
+    listener: Listener | None = None,
 ) -> object:
     """Node i's `pre=` hook and the attempts of its body with `args`, retried as its `retry=`
     says; a final failure its `fallback=` covers gives the fallback value.
 
     `run` is None in a call that is not one run's own (a `Cache`'s shared call, an `add_map`
-    item): no run's abort, limiter, events or hooks reach into it, and failures propagate.
+    item): no run's abort, limiter, events or hooks reach into it, and failures propagate;
+    `listener` hears its attempts.
     """
     fn: Callable[..., Any] | None = spec.fn
     assert fn is not None
@@ -173,20 +202,25 @@ async def attempts(
         opts.guarded or spec.kind in _GUARDED_KINDS or (run is not None and run.limiter is not None)
     )
     if run is not None:
-        try:
-            if opts.pre is not None:
-                await _pre(run, i, opts)
-        except Exception as exc:  # (a pre hook's failure is the node's, not covered)
-            if not _recoverable(run, i, opts, exc):
-                raise
-            return _recovered(run, i, spec, opts, exc)
+        if opts.pre is not None:
+            try:
+                pending = _start_pre(run, i, opts)
+                if pending is not None:
+                    await pending
+            except BaseException as exc:  # (a pre hook's failure is the node's, not covered)
+                run.phase[i] = "pre"
+                if not isinstance(exc, Exception) or not _recoverable(run, i, opts, exc):
+                    raise
+                return _recovered(run, i, spec, opts, exc)
         if spec.kind is NodeKind.RESOURCE:
             run.phase[i] = "setup"
         if not guarded:
             if opts.post is not None and opts.pre is None:
-                run.add_cleanup(i, post_hook(opts.post, opts.post_takes_param, run.params))
+                run.add_cleanup(i, _post(run, i))
             if run.debug:
-                fn = blocking_watch(fn, spec.name, run.loop.slow_callback_duration)
+                fn = blocking_watch(
+                    fn, spec.name, run.loop.slow_callback_duration, run.log_extra(i)
+                )
     timeout = opts.timeout
     is_async = spec.is_async
     attempt = 1
@@ -197,6 +231,8 @@ async def attempts(
                     raise Stopped
                 if run.reporter is not None:
                     run.reporter.attempt_started(i, attempt)
+            elif listener is not None:
+                listener.attempt_started(attempt)
             if guarded:
                 value = await guarded_attempt(run, i, spec, opts, args, attempt)
             elif is_async and timeout is None:
@@ -218,7 +254,7 @@ async def attempts(
                 del run.phase[i]
             return value
         except Exception as exc:  # BaseExceptions are never retried
-            delay = _retry_delay(run, i, spec, opts.retry, attempt, exc)
+            delay = _retry_delay(run, i, spec, opts.retry, attempt, exc, listener)
             if delay is None:
                 if run is None or not _recoverable(run, i, opts, exc):
                     raise
@@ -231,7 +267,13 @@ async def attempts(
 
 
 def _retry_delay(
-    run: Run | None, i: int, spec: NodeSpec, retry: Retry | None, attempt: int, exc: Exception
+    run: Run | None,
+    i: int,
+    spec: NodeSpec,
+    retry: Retry | None,
+    attempt: int,
+    exc: Exception,
+    listener: Listener | None = None,
 ) -> float | None:
     """Seconds to wait before retrying after `exc`, or None when it is not retried."""
     if (
@@ -247,6 +289,12 @@ def _retry_delay(
         run.status[i] = NodeStatus.RETRYING
         if run.reporter is not None:
             run.reporter.retrying(i, attempt, delay, exc)
+        extra = run.log_extra(i)
+    elif listener is not None:
+        listener.retrying(attempt, delay, exc)
+        extra = listener.log_extra(attempt)
+    else:
+        extra = {"dagwire_node": spec.name}
     if logger.isEnabledFor(logging.WARNING):
         logger.warning(
             "node %r attempt %d of %d failed (%r); retrying in %.3fs",
@@ -255,7 +303,7 @@ def _retry_delay(
             retry.attempts,
             exc,
             delay,
-            extra=_extra(run, i) if run is not None else {"dagwire_node": spec.name},
+            extra=extra,
         )
     return delay
 
@@ -331,16 +379,17 @@ async def _through_breaker(
         _breaker_changed(run, i, old, breaker)
         raise
     _breaker_changed(run, i, old, breaker)
-    old = breaker.state
     try:
         value = await body
     except Exception:
+        old = breaker.state  # (other runs may have changed it meanwhile: not this call's doing)
         breaker.on_failure(ticket)
         _breaker_changed(run, i, old, breaker)
         raise
     except BaseException:
         breaker.on_abandoned(ticket)
         raise
+    old = breaker.state
     breaker.on_success(ticket)
     _breaker_changed(run, i, old, breaker)
     return value
@@ -387,8 +436,8 @@ async def _guarded_body(
         # that reaches the body (not while waiting for a limiter or refused by a breaker).
         teardown = run.teardown
         own = teardown.cleanups.get(i) if teardown is not None else None
-        if not own or all(phase != "post" for phase, _ in own):
-            run.add_cleanup(i, post_hook(opts.post, opts.post_takes_param, run.params))
+        if not own or all(cleanup[0] != "post" for cleanup in own):
+            run.add_cleanup(i, _post(run, i))
     if spec.kind is NodeKind.RESOURCE:
         assert run is not None  # (resources are never shared)
         return await enter_resource(run, i, fn, args, opts.executor, work)
@@ -401,10 +450,11 @@ async def _guarded_body(
         if opts.executor == "thread" or _is_thread_pool(opts.executor):
             context = contextvars.copy_context()  # like asyncio.to_thread: context travels
             if run is not None:
-                context.run(in_thread, run.where(i))
+                context.run(set_where, run.where(i))
         return await submit(work, opts.executor, fn, *args, context=context)
     if run is not None and run.debug:
-        fn = blocking_watch(fn, spec.name, run.loop.slow_callback_duration)
+        limit = run.loop.slow_callback_duration
+        fn = blocking_watch(fn, spec.name, limit, run.log_extra(i))
     value = fn(*args)
     if isawaitable(value):
         value = await value
@@ -415,12 +465,3 @@ def _is_thread_pool(executor: object) -> bool:
     from concurrent.futures import ThreadPoolExecutor
 
     return isinstance(executor, ThreadPoolExecutor)
-
-
-def _extra(run: Run, i: int) -> dict[str, object]:
-    return {
-        "dagwire_dag": run.dag.name,
-        "dagwire_run_id": run.run_id,
-        "dagwire_node": run.plan.specs[i].name,
-        "dagwire_attempt": run.attempts.get(i, 1),
-    }

@@ -15,12 +15,13 @@ released by one coroutine, without `RecursionError` under any task factory.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .context import RunContext, register_marker
 from .errors import NodeCancelledError
-from .tasks import start_task
+from .tasks import in_context, start_task
 
 if TYPE_CHECKING:
     from .lifecycle import Cleanup
@@ -49,6 +50,7 @@ class Teardown:
     """The cleanups one run registered, and the chains that release them."""
 
     __slots__ = (
+        "all_sync",
         "below",
         "cleanups",
         "closing",
@@ -77,6 +79,9 @@ class Teardown:
         self.internal: BaseException | None = None  # a bug in dagwire, raised after the phase
         self.remaining: list[int] = []  # cleanup phase: dependents not yet released, per node
         self.below: list[BaseException | None] = []  # continue mode: a dependent's failure
+        # Every cleanup registered so far runs without waiting (sync hooks and sync exits, no
+        # cleanup_timeout): the cleanup phase can run inline, without a task.
+        self.all_sync = True
         self.failure: BaseException | None = None  # the run's outcome thrown into resources
         # Each exception's traceback before it was first thrown into a resource: restored after
         # every throw, so that it does not grow by a frame or two per resource it went through.
@@ -84,6 +89,8 @@ class Teardown:
 
     def add(self, i: int, cleanup: Cleanup) -> None:
         self.cleanups.setdefault(i, []).append(cleanup)
+        if not cleanup[2]:
+            self.all_sync = False
 
     # -- early release (during the run) ----------------------------------------------------
 
@@ -95,7 +102,9 @@ class Teardown:
             if self.early[j] == 0:  # an early resource that no node of the run uses
                 self.start(j)
             return
-        self.start_all(self.inputs_done(j))
+        ready = self.inputs_done(j)
+        self.in_flight.update(ready)
+        self.start_all(ready)
 
     def inputs_done(self, j: int) -> list[int]:
         """Node j no longer holds its early inputs: those it was the last user of are ready."""
@@ -115,23 +124,21 @@ class Teardown:
         run = self.run
         self.closing = True
         self.failure = run_failure(run)
-        deps = run.plan.deps
-        remaining = self.remaining = [0] * run.plan.size
-        for ds in deps:
-            for d in ds:
-                remaining[d] += 1
-        self.below = [None] * run.plan.size
+        self.remaining = list(run.plan.dependents_count)
+        if run.failed:  # continue mode: resources hear the failures of nodes above them
+            self.below = [None] * run.plan.size
         self.finished = run.loop.create_future()
-        self.live += 1  # this walk counts as a chain until every first chain has started
+        self.live += 1  # this walk counts as a chain until it is done
         ready: list[int] = []
-        for i in [i for i, r in enumerate(remaining) if not r]:  # taken before any release
+        for i in run.plan.sinks:  # taken before any release
             if i in self.in_flight:
                 pass  # an early release still running: its chain carries on
             elif i in self.cleanups:
                 ready.append(i)
+                self.in_flight.add(i)
             else:
                 ready.extend(self.propagate(i))
-        self.start_all(ready)
+        await self.clean_ready(ready)
         self.live -= 1
         if self.live:
             await self.finished
@@ -144,23 +151,25 @@ class Teardown:
 
     def propagate(self, j: int) -> list[int]:
         """Node j and everything above it are released: count it off for its inputs; return
-        the nodes whose cleanups may now run."""
+        the nodes whose cleanups may now run, claimed for the caller's chain."""
         deps, remaining, below = self.run.plan.deps, self.remaining, self.below
         failed = self.run.failed
+        in_flight, cleanups = self.in_flight, self.cleanups
         ready: list[int] = []
         stack = [j]
         while stack:  # iterative: a 10,000-node chain must not recurse
             k = stack.pop()
-            heard = failed.get(k) or below[k]
+            heard = (failed.get(k) or below[k]) if below else None
             for d in deps[k]:
-                if below[d] is None:
+                if below and below[d] is None:
                     below[d] = heard
                 remaining[d] -= 1
                 if not remaining[d]:
-                    if d in self.in_flight:
+                    if d in in_flight:
                         pass  # its chain carries on from d when d's cleanups are done
-                    elif d in self.cleanups:
+                    elif d in cleanups:
                         ready.append(d)
+                        in_flight.add(d)
                     else:  # nothing (left) to clean at d
                         stack.append(d)
         return ready
@@ -168,79 +177,85 @@ class Teardown:
     # -- chains ----------------------------------------------------------------------------
 
     def start_all(self, ready: list[int]) -> None:
+        """Start a chain (a task) for each node in `ready` (claimed: in `in_flight`)."""
         for r in ready:
-            self.start(r)
+            self.live += 1
+            try:
+                name = f"cleanup {self.run.plan.specs[r].name}"
+                task = start_task(self.run, self.chain(r), name)
+            except BaseException as exc:  # could not even start: leave r to the cleanup phase
+                self.live -= 1
+                self.in_flight.discard(r)
+                if self.closing:
+                    self.internal = self.internal or exc
+                continue
+            if task is not None:
+                self.tasks.append(task)
 
     def start(self, r: int) -> None:
-        self.live += 1
         self.in_flight.add(r)
-        try:
-            name = f"cleanup {self.run.plan.specs[r].name}"
-            task = start_task(self.run, self.chain(r), name)
-        except BaseException as exc:  # could not even start: leave r to the cleanup phase
-            self.live -= 1
-            self.in_flight.discard(r)
-            if self.closing:
-                self.internal = self.internal or exc
-            return
-        if task is not None:
-            self.tasks.append(task)
+        self.start_all([r])
 
     async def chain(self, j: int) -> None:
-        """Clean node j, then each node that this made ready, one after another."""
+        """A chain of its own (a task): clean node j and what this makes ready."""
         try:
-            while j >= 0:
-                if not self.closing and self.run.aborted:  # started after a fail-fast abort:
-                    self.in_flight.discard(j)  # leave it to the cleanup phase
-                    return
+            await self.clean_ready([j])
+        finally:
+            self.chain_ended()
+
+    def chain_ended(self) -> None:
+        self.live -= 1
+        if not self.live and self.finished is not None and not self.finished.done():
+            self.finished.set_result(None)
+
+    async def clean_ready(self, nodes: list[int]) -> None:
+        """Clean the nodes in `ready` and those this makes ready, one after another in this
+        task while their cleanups complete without waiting (sync hooks, most exits cost no task
+        at all); once one must wait, the other ready nodes get chains of their own, so that
+        independent cleanups overlap."""
+        ready = deque(nodes)  # first come, first cleaned: the order of the graph, where it is free
+        try:
+            while ready:
+                j = ready.popleft()
+                if not self.closing and self.run.aborted:  # after a fail-fast abort: leave
+                    self.in_flight.discard(j)  # j to the cleanup phase
+                    continue
                 items = self.cleanups.pop(j, None)
-                if items:
-                    await self.clean(j, items)
-                j = self.next_after(j)
+                cleaning = clean_node(self.run, j, items, self) if items else None
+                if cleaning is not None:
+                    try:
+                        waiting = cleaning.send(None)
+                    except StopIteration:
+                        pass
+                    else:
+                        self.start_all(list(ready))
+                        ready.clear()
+                        await in_context(None, cleaning, waiting)
+                ready.extend(self.next_after(j))
         except BaseException as exc:  # a bug in dagwire: never lose it
             self.internal = self.internal or exc
-        finally:
-            self.live -= 1
-            if not self.live and self.finished is not None and not self.finished.done():
+            if self.finished is not None and not self.finished.done():
                 self.finished.set_result(None)
 
-    def next_after(self, j: int) -> int:
-        """j's cleanups are done: which node this chain cleans next (-1: none); start a chain
-        for every other node that became ready."""
+    def next_after(self, j: int) -> list[int]:
+        """j's cleanups are done: the nodes this makes ready (claimed for this chain)."""
         self.in_flight.discard(j)
         if not self.closing:
-            ready = [] if self.run.aborted else self.inputs_done(j)
-        elif self.remaining[j]:
-            return -1  # released early; the walk reaches j when its dependents are released
-        else:
-            ready = self.propagate(j)
-        if not ready:
-            return -1
-        nxt = ready.pop()
-        self.in_flight.add(nxt)  # claimed by this chain before the others start
-        self.start_all(ready)
-        return nxt
-
-    async def clean(self, j: int, items: list[Cleanup]) -> None:
-        run = self.run
-        exc = self.exception_for(j)
-        if run.reporter is not None:
-            run.reporter.cleanup_started(j)
-        error = await clean_node(run, j, items, exc, self.tracebacks)
-        if run.reporter is not None:
-            run.reporter.cleanup_finished(j, error)
-        # A failing early release fails the run like any failure; a BaseException stops it.
-        if (
-            error is not None
-            and not self.closing
-            and (run.fail_fast or not isinstance(error, Exception))
-        ):
-            run.abort()
+            if self.run.aborted:
+                return []
+            ready = self.inputs_done(j)
+            self.in_flight.update(ready)
+            return ready
+        if self.remaining[j]:
+            return []  # released early; the walk reaches j when its dependents are released
+        return self.propagate(j)
 
     def exception_for(self, j: int) -> BaseException | None:
         """What node j's resources hear: the run's failure, else a dependent's failure."""
         if self.closing:
-            return self.failure if self.failure is not None else self.below[j]
+            if self.failure is not None:
+                return self.failure
+            return self.below[j] if self.below else None
         failure = run_failure(self.run)
         if failure is not None:
             return failure
@@ -248,43 +263,89 @@ class Teardown:
         return next((failed[d] for d in self.run.scope.steps[j][3] if d in failed), None)
 
 
-async def clean_node(
-    run: Run,
-    i: int,
-    cleanups: list[Cleanup],
-    exc: BaseException | None,
-    tracebacks: dict[int, Any],
-) -> BaseException | None:
+def clean_node(
+    run: Run, i: int, cleanups: list[Cleanup], teardown: Teardown
+) -> Coroutine[Any, Any, None] | None:
     """Undo node i's setups in reverse order; each bounded by its cleanup_timeout=, each failure
-    recorded, none stopping the others. Returns the first failure, if any."""
+    recorded, none stopping the others; the node's cleanup events around them.
+
+    Cleanups that surely never wait (sync hooks, sync exits) run right here; None is returned.
+    Otherwise the returned coroutine does the work.
+    """
+    if all(cleanup[2] for cleanup in cleanups):
+        undo = _Undo(run, i, teardown)
+        for cleanup in reversed(cleanups):
+            try:
+                cleanup[1](undo.exc, run.params)  # (never waits: its result is None)
+            except BaseException as err:
+                undo.failed(cleanup[0], err)
+        undo.done()
+        return None
+    return clean_node_async(run, i, cleanups, teardown)
+
+
+async def clean_node_async(run: Run, i: int, cleanups: list[Cleanup], teardown: Teardown) -> None:
+    """`clean_node` for cleanups that may wait."""
+    undo = _Undo(run, i, teardown)
     options = run.plan.specs[i].options
     limit = options.cleanup_timeout if options is not None else None
-    first: BaseException | None = None
-    tb = None if exc is None else tracebacks.setdefault(id(exc), exc.__traceback__)
-    for phase, cleanup in reversed(cleanups):
+    params = run.params
+    for phase, cleanup, _ in reversed(cleanups):
         try:
             if limit is None:
-                pending = cleanup(exc)
+                pending = cleanup(undo.exc, params)
                 if pending is not None:
                     await pending
             else:
                 async with asyncio.timeout(limit):
-                    pending = cleanup(exc)
+                    pending = cleanup(undo.exc, params)
                     if pending is not None:
                         await pending
         except BaseException as err:
-            if isinstance(err, asyncio.CancelledError):
-                # Cleanups are never cancelled (shielded; cleanup_timeout= raises TimeoutError):
-                # this one raised CancelledError by itself. It is a failure, and must not make
-                # invoke() look cancelled.
-                where = f"node {run.plan.specs[i].name!r}: its {phase}"
-                err = NodeCancelledError.wrapping(err, where)
-            run.record(i, phase, err)
-            first = first or err
-        finally:
-            if exc is not None:
-                exc.__traceback__ = tb  # undo the frames this throw added
-    return first
+            undo.failed(phase, err)
+    undo.done()
+
+
+class _Undo:
+    """What cleaning one node takes: the exception its resources hear, the failures of its
+    cleanups, its events; and the thrown exception's traceback kept as it was."""
+
+    __slots__ = ("exc", "first", "i", "run", "tb", "teardown")
+
+    def __init__(self, run: Run, i: int, teardown: Teardown) -> None:
+        self.run, self.i, self.teardown = run, i, teardown
+        self.exc = exc = teardown.exception_for(i)
+        self.first: BaseException | None = None
+        self.tb = (
+            None if exc is None else teardown.tracebacks.setdefault(id(exc), exc.__traceback__)
+        )
+        if run.reporter is not None:
+            run.reporter.cleanup_started(i)
+
+    def failed(self, phase: str, err: BaseException) -> None:
+        run = self.run
+        if isinstance(err, asyncio.CancelledError):
+            # Cleanups are never cancelled (shielded; cleanup_timeout= raises TimeoutError):
+            # this one raised CancelledError by itself. It is a failure, and must not make
+            # invoke() look cancelled.
+            where = f"node {run.plan.specs[self.i].name!r}: its {phase}"
+            err = NodeCancelledError.wrapping(err, where)
+        run.record(self.i, phase, err)
+        self.first = self.first or err
+
+    def done(self) -> None:
+        run, first = self.run, self.first
+        if self.exc is not None:
+            self.exc.__traceback__ = self.tb  # undo the frames the throws added
+        if run.reporter is not None:
+            run.reporter.cleanup_finished(self.i, first)
+        # A failing early release fails the run like any failure; a BaseException stops it.
+        if (
+            first is not None
+            and not self.teardown.closing
+            and (run.fail_fast or not isinstance(first, Exception))
+        ):
+            run.abort()
 
 
 def _where_in_cleanup(frame_locals: Mapping[str, Any]) -> RunContext | None:
@@ -295,3 +356,4 @@ def _where_in_cleanup(frame_locals: Mapping[str, Any]) -> RunContext | None:
 
 
 register_marker(clean_node, _where_in_cleanup)
+register_marker(clean_node_async, _where_in_cleanup)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from . import calls
 from .cache import Cache
+from .context import RunContext, set_where
 from .definition import NodeOptions, NodeSpec
 from .errors import NodeCancelledError
 from .report import Observer, log_event
@@ -45,9 +46,9 @@ async def shared(
             raise calls.Stopped
         if run.reporter is not None:
             run.reporter.attempt_started(i, 1)
-        value, hit = await cache.get_or_call(
-            args, partial(calls.attempts, None, i, spec, opts, args), node=spec.name
-        )
+        where = run.where(i)
+        call = partial(calls.attempts, None, i, spec, opts, args, SharedCall(where))
+        value, hit = await cache.get_or_call(args, call, node=spec.name)
     finally:
         if limiter is not None:
             limiter.release()
@@ -75,9 +76,7 @@ async def map_items(
         run.reporter.attempt_started(i, 1)
 
     async def one(k: int) -> None:
-        reporter = run.reporter
-        if reporter is not None:
-            reporter.item_started(i, k)
+        item = Item(run, i, k)
         limiter = run.limiter  # max_concurrency=: every item's call is a body of the run
         try:
             if limiter is not None:
@@ -85,23 +84,20 @@ async def map_items(
             try:
                 if run.aborted:
                     raise calls.Stopped
-                results[k] = await calls.attempts(None, i, spec, opts, (items[k], *others))
+                results[k] = await calls.attempts(None, i, spec, opts, (items[k], *others), item)
             finally:
                 if limiter is not None:
                     limiter.release()
         except CancelledError as exc:
+            item.ended(exc)
             task = asyncio.current_task()
-            if reporter is not None:
-                reporter.item_ended(i, k, exc)
             if (task is not None and task.cancelling()) or isinstance(exc, calls.Stopped):
                 raise
             raise NodeCancelledError.wrapping(exc, f"item {k}") from None
         except BaseException as exc:
-            if reporter is not None:
-                reporter.item_ended(i, k, exc)
+            item.ended(exc)
             raise
-        if reporter is not None:
-            reporter.item_ended(i, k, None)
+        item.ended(None)
 
     pending: dict[asyncio.Task[None], int] = {}
     failures: list[tuple[int, BaseException]] = []
@@ -122,9 +118,72 @@ async def map_items(
         await _settle(pending, failures)
     if failures:
         k, exc = min(failures, key=lambda failure: failure[0])
-        exc.add_note(f"dagwire: item {k} (of {len(items)}) of map node {spec.name!r}")
+        note = f"dagwire: item {k} (of {len(items)}) of map node {spec.name!r}"
+        if note not in getattr(exc, "__notes__", ()):  # once per object, however many runs
+            exc.add_note(note)
         raise exc
     return results
+
+
+class Item:
+    """Hears the attempts of item k of map node i: events and `current()` name it
+    ``"name[k]"``."""
+
+    __slots__ = ("attempt", "i", "k", "run", "since")
+
+    def __init__(self, run: Run, i: int, k: int) -> None:
+        self.run, self.i, self.k = run, i, k
+        self.attempt = 0
+        self.since = 0.0  # when the attempt under way started (run time, seconds)
+
+    def attempt_started(self, attempt: int) -> None:
+        run = self.run
+        self.attempt = attempt
+        set_where(RunContext(run.dag.name, run.run_id, self.name, attempt))
+        if run.reporter is not None:
+            self.since = run.reporter.item_started(self.i, self.k, attempt)
+
+    def retrying(self, attempt: int, delay: float, error: Exception) -> None:
+        reporter = self.run.reporter
+        if reporter is not None:
+            reporter.item_retrying(self.i, self.k, attempt, self.since, delay, error)
+
+    def ended(self, error: BaseException | None) -> None:
+        reporter = self.run.reporter
+        if reporter is not None and self.attempt:
+            reporter.item_ended(self.i, self.k, self.attempt, self.since, error)
+
+    def log_extra(self, attempt: int) -> dict[str, object]:
+        return {**self.run.log_extra(), "dagwire_node": self.name, "dagwire_attempt": attempt}
+
+    @property
+    def name(self) -> str:
+        return f"{self.run.plan.specs[self.i].name}[{self.k}]"
+
+
+class SharedCall:
+    """Hears the attempts of a `Cache`'s shared call: `current()` in its body names the node
+    of the run that started it (the call reports no events: it is no one run's own)."""
+
+    __slots__ = ("where",)
+
+    def __init__(self, where: RunContext) -> None:
+        self.where = where
+
+    def attempt_started(self, attempt: int) -> None:
+        set_where(replace(self.where, attempt=attempt))
+
+    def retrying(self, attempt: int, delay: float, error: Exception) -> None:
+        pass
+
+    def log_extra(self, attempt: int) -> dict[str, object]:
+        where = self.where
+        return {
+            "dagwire_dag": where.dag,
+            "dagwire_run_id": where.run_id,
+            "dagwire_node": where.node,
+            "dagwire_attempt": attempt,
+        }
 
 
 def _collect(

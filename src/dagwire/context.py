@@ -2,12 +2,14 @@
 
 Plain nodes pay nothing for it: instead of storing "the current node" at every node, `current()`
 looks up the stack for the frame of the code that runs nodes (the run loop's chain, a cleanup),
-whose locals say which run and node it is working on. Code in an executor thread has no such
-frame on its stack; the run sets a context variable in the context it copies into the thread.
+whose locals say which run and node it is working on. Where user code runs without such a
+frame on its stack (an executor thread, an `add_map` item's task, a `Cache`'s shared call), the
+run sets a context variable in the context that code runs in.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any
 
-__all__ = ["RunContext", "current", "in_thread", "register_marker"]
+__all__ = ["RunContext", "current", "register_marker", "set_where"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +25,11 @@ class RunContext:
     """Where the calling code runs.
 
     - `dag`: the graph's name; `run_id`: the run's id, unique per `invoke` in this process.
-    - `node`: the name of the node whose body, hook, resource setup or cleanup is running.
-    - `attempt`: the 1-based attempt of the node's body (or setup) that is running, or that ran
-      last (in `post=` hooks); 1 in `pre=` hooks; 0 in cleanups.
+    - `node`: the name of the node whose body, hook, resource setup or cleanup is running;
+      ``"name[index]"`` in an item of an `add_map` node.
+    - `attempt`: the 1-based attempt of the body (or setup) that is running; 1 in a `pre=`
+      hook; 0 in a resource's cleanup and in a `post=` hook (cleanups run once, after the
+      attempts).
     """
 
     dag: str
@@ -38,8 +42,8 @@ class RunContext:
 # frame's locals. Registered by the modules that own those functions.
 _markers: dict[CodeType, Callable[[Mapping[str, Any]], RunContext | None]] = {}
 
-# Set only in the contexts copied into executor threads (see `in_thread`).
-_thread_context: ContextVar[RunContext | None] = ContextVar("dagwire_run_context", default=None)
+# Set only in contexts the run makes for such code (see `set_where`), never in the caller's.
+_where: ContextVar[RunContext | None] = ContextVar("dagwire_run_context", default=None)
 
 
 def register_marker(
@@ -49,18 +53,22 @@ def register_marker(
     _markers[fn.__code__] = read
 
 
-def in_thread(where: RunContext) -> None:
-    """Called inside the context copied for an executor thread: `current()` reads it there."""
-    _thread_context.set(where)
+def set_where(where: RunContext) -> None:
+    """Called inside a context the run made for user code without a marker frame on its stack
+    (a thread's, an item task's, a shared call's): `current()` reads it there."""
+    _where.set(where)
 
 
 def current() -> RunContext | None:
     """The `RunContext` of the calling code inside a node body, `pre=`/`post=` hook, resource
     setup or cleanup of a running graph, also in an `executor="thread"` body; None elsewhere.
 
-    The innermost run wins: in a sub-graph's node it describes the sub-graph's node.
+    The innermost run wins: in a sub-graph's node it describes the sub-graph's node. In a task
+    or thread that user code starts itself (`asyncio.create_task`, `asyncio.to_thread`), it is
+    None, whatever the loop's task factory: pass what such code needs to it.
     """
     markers = _markers
+    top = _task_frame()
     frame: FrameType | None = sys._getframe(1)  # pyright: ignore[reportPrivateUsage]  # the documented way to read the stack
     while frame is not None:
         read = markers.get(frame.f_code)
@@ -68,5 +76,19 @@ def current() -> RunContext | None:
             where = read(frame.f_locals)
             if where is not None:
                 return where
+        if frame is top:  # the current task's own coroutine: frames below belong to others
+            break  # (an eager task's first step runs on the stack of the code that made it)
         frame = frame.f_back
-    return _thread_context.get()
+    return _where.get()
+
+
+def _task_frame() -> FrameType | None:
+    """The frame of the current task's coroutine, if code runs in a task."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop in this thread
+        return None
+    if task is None:
+        return None
+    frame: FrameType | None = getattr(task.get_coro(), "cr_frame", None)
+    return frame

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import inspect
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -61,8 +62,11 @@ class NodeOptions:
     # Derived: an attempt must wait for a limiter, ask a breaker or run in an executor.
     guarded: bool = field(init=False, default=False, compare=False)
     lean: bool = field(init=False, default=False, compare=False)
+    post_async: bool = field(init=False, default=False, compare=False)  # a coroutine function
 
     def __post_init__(self) -> None:
+        post_async = self.post is not None and inspect.iscoroutinefunction(self.post)
+        object.__setattr__(self, "post_async", post_async)
         guarded = not (self.limiter is None and self.breaker is None and self.executor is None)
         object.__setattr__(self, "guarded", guarded)
         lean = not guarded and self.pre is None and self.post is None and self.cache is None

@@ -47,6 +47,22 @@ def _is_dag(fn: object) -> bool:
     return isinstance(fn, Dag)
 
 
+def _check_sub_graph(fn: object, what: str, options: Mapping[str, Any]) -> None:
+    """A graph used as a node must be frozen (so no graph can contain itself, directly or
+    not) and runs on the loop (it is async: executor= cannot apply)."""
+    assert isinstance(fn, Dag)
+    if not fn.frozen:
+        raise DagDefinitionError(
+            f"{what}: {fn!r} is not frozen; build it completely (leave its build_dag() block or "
+            "call freeze()) before using it as a node. A graph cannot contain itself."
+        )
+    if options.get("executor") is not None:
+        raise DagDefinitionError(
+            f"{what}: executor= cannot run a graph: a graph's run is async and stays on the "
+            "event loop; put executor= on the graph's own sync nodes instead"
+        )
+
+
 def _default_name(fn: Callable[..., object]) -> str:
     """A node's default name: the function's qualified name, a sub-graph's own name."""
     name: object = getattr(fn, "name", None) if _is_dag(fn) else None
@@ -256,8 +272,10 @@ class Dag(TypedAdders[P], Generic[P]):
                     "own node is cached, or cache the items' source"
                 )
             node_options = replace(node_options or NodeOptions(), limit=limit)
-        if kind is NodeKind.CALL and _is_dag(fn):
-            kind = NodeKind.GRAPH  # its run gets the observers of the run it is part of
+        if _is_dag(fn):
+            _check_sub_graph(fn, what, options)
+            if kind is NodeKind.CALL:
+                kind = NodeKind.GRAPH  # its run gets the observers of the run it is part of
         refs = self._input_refs(inputs, what)
         inject = injects_param(fn, len(inputs), what=what)
         return self._append(
@@ -490,13 +508,14 @@ class Dag(TypedAdders[P], Generic[P]):
                 f"invoke(resume_from=): {previous!r} is not a result of {self!r}; resume "
                 "from a result this graph returned"
             )
+        recovered = {f.node for f in previous.errors if f.recovered}  # their value: a fallback
         taken: dict[int, object] = {}
         for spec, handle in zip(self._specs, self._handles, strict=True):
-            if spec.kind not in (NodeKind.CALL, NodeKind.JOIN):
+            if spec.kind in (NodeKind.PARAMS, NodeKind.IMMEDIATE, NodeKind.RESOURCE):
                 continue  # params and immediates are given anyway; resources run again
             if spec.options is not None and spec.options.post is not None:
                 continue  # a node with a cleanup runs again with it
-            if previous.status(handle) is NodeStatus.SUCCEEDED:
+            if previous.status(handle) is NodeStatus.SUCCEEDED and spec.name not in recovered:
                 taken[spec.index] = previous[handle]
         return taken
 

@@ -8,33 +8,42 @@ and its exit both run in the executor.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from contextvars import Context
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from .context import current, set_where
 from .executors import ExecutorLike, Work, submit
+from .tasks import in_context
 
 if TYPE_CHECKING:
     from .scheduler import Run
 
-__all__ = ["Cleanup", "enter_resource", "post_hook"]
+__all__ = ["Cleanup", "CleanupFn", "enter_resource", "post_hook"]
 
-# A registered cleanup: its phase ("cleanup" or "post") and what runs it, called once with the
-# exception to report to it (None on success); it returns an awaitable to await, or None when
-# it is done already (a sync hook, a sync resource's exit).
-Cleanup = tuple[str, Callable[[BaseException | None], Awaitable[object] | None]]
+T = TypeVar("T")
+
+# A registered cleanup: its phase ("cleanup" or "post"), what runs it (called once with the
+# exception to report to it, None on success, and the invoke parameter; it returns an awaitable
+# to await, or None when it is done already), and whether it surely never waits (a sync hook
+# or a sync resource's exit, on a node without cleanup_timeout=).
+CleanupFn = Callable[[BaseException | None, object], Awaitable[object] | None]
+Cleanup = tuple[str, CleanupFn, bool]
 
 
-def post_hook(hook: Callable[..., object], takes_param: bool, params: object) -> Cleanup:
-    """The cleanup that calls `post=` hook `hook` (with the invoke parameter, if it takes it)."""
+def post_hook(hook: Callable[..., object], takes_param: bool, never_waits: bool) -> Cleanup:
+    """The cleanup that calls `post=` hook `hook` (with the invoke parameter, if it takes it).
+    Made once per node, when the graph is compiled."""
 
-    def post(_: BaseException | None) -> Awaitable[object] | None:
+    def post(_: BaseException | None, params: object) -> Awaitable[object] | None:
         done = hook(params) if takes_param else hook()
-        return done if inspect.isawaitable(done) else None
+        return done if done is not None and inspect.isawaitable(done) else None
 
-    return ("post", post)
+    return ("post", post, never_waits)
 
 
 async def enter_resource(
@@ -47,38 +56,50 @@ async def enter_resource(
 ) -> object:
     """Set a resource up and register its exit; the value it yields/enters flows downstream.
 
+    The setup and the exit run in a context of the resource's own (a copy of the node's): what
+    the setup sets there (a `ContextVar` whose token the exit resets, an OpenTelemetry span it
+    makes current) the exit finds, and nodes downstream do not see.
+
     With an executor (sync factories only: checked at build time), `work` tracks the call in
     the executor; if the node is cancelled or times out while the setup still runs there, the
     exit is registered anyway and runs once the setup has finished, so nothing acquired leaks.
     """
     name = run.plan.specs[i].name
+    context = contextvars.copy_context()
     if executor is not None:
         assert work is not None
+        context.run(set_where, run.where(i))  # (a thread's current() reads it)
         try:
-            made, value = await submit(work, executor, _sync_setup, name, factory, args)
+            made, value = await submit(
+                work, executor, _sync_setup, name, factory, args, context=context
+            )
         except BaseException:
             if work.running:  # abandoned while the setup goes on in the executor
-                run.add_cleanup(i, ("cleanup", _exit_when_set_up(name, work, executor)))
+                exit_later = _exit_when_set_up(name, work, executor, context)
+                run.add_cleanup(i, ("cleanup", exit_later, False))
             raise
-        run.add_cleanup(i, ("cleanup", _sync_exit_in(name, made, executor)))
+        run.add_cleanup(i, ("cleanup", _sync_exit_in(name, made, executor, context), False))
         return value
-    made = factory(*args)
+    made = context.run(factory, *args)
     if inspect.isasyncgen(made):
         try:
-            value = await anext(made)
+            value = await _awaited_in(context, made.__anext__())
         except StopAsyncIteration:
             raise RuntimeError(
                 f"resource {name!r}: the async generator finished without yielding a value"
             ) from None
-        run.add_cleanup(i, ("cleanup", _async_gen_exit(name, made)))
+        run.add_cleanup(i, ("cleanup", _async_gen_exit(name, made, context), False))
         return value
     if isinstance(made, AbstractAsyncContextManager):
-        entered = await cast(AbstractAsyncContextManager[object], made).__aenter__()
-        run.add_cleanup(i, ("cleanup", _async_cm_exit(made)))
+        cm = cast(AbstractAsyncContextManager[object], made)
+        entered = await _awaited_in(context, cm.__aenter__())
+        run.add_cleanup(i, ("cleanup", _async_cm_exit(cm, context), False))
         return entered
     if _is_sync_resource(made):
-        value = _enter_sync(name, made)
-        run.add_cleanup(i, ("cleanup", _sync_exit(name, made)))
+        value = context.run(_enter_sync, name, made)
+        options = run.plan.specs[i].options
+        never_waits = options is None or options.cleanup_timeout is None
+        run.add_cleanup(i, ("cleanup", _sync_exit(name, made, context), never_waits))
         return value
     if inspect.isawaitable(made):
         close = getattr(made, "close", None)
@@ -88,6 +109,13 @@ async def enter_resource(
         f"resource {name!r}: the factory returned {made!r}; add_resource() needs an (async) "
         "generator function that yields once, or a callable returning an (async) context manager"
     )
+
+
+def _awaited_in(context: Context, awaitable: Awaitable[T]) -> Awaitable[T]:
+    """`awaitable`, its steps run in `context` (when it is a coroutine-like object)."""
+    if hasattr(awaitable, "send") and hasattr(awaitable, "throw"):
+        return in_context(context, cast(Coroutine[Any, Any, T], awaitable))
+    return awaitable
 
 
 # -- sync resources (inline, or in an executor) ----------------------------------------------
@@ -152,30 +180,38 @@ def _exit_sync(name: str, made: Any, exc: BaseException | None) -> None:
             raise
 
 
-def _sync_exit(name: str, made: object) -> Callable[[BaseException | None], None]:
-    return partial(_exit_sync, name, made)
-
-
-def _sync_exit_in(
-    name: str, made: object, executor: ExecutorLike
-) -> Callable[[BaseException | None], Awaitable[None]]:
-    async def exit_(exc: BaseException | None) -> None:
-        await submit(Work(), executor, _exit_sync, name, made, exc)
+def _sync_exit(name: str, made: object, context: Context) -> CleanupFn:
+    def exit_(exc: BaseException | None, _: object = None) -> None:
+        context.run(_exit_sync, name, made, exc)
 
     return exit_
 
 
-def _exit_when_set_up(
-    name: str, work: Work, executor: ExecutorLike
-) -> Callable[[BaseException | None], Awaitable[None]]:
+def _sync_exit_in(name: str, made: object, executor: ExecutorLike, context: Context) -> CleanupFn:
+    async def exit_(exc: BaseException | None, _: object = None) -> None:
+        _cleanup_where(context)
+        await submit(Work(), executor, _exit_sync, name, made, exc, context=context)
+
+    return exit_
+
+
+def _cleanup_where(context: Context) -> None:
+    """`current()` in a resource's exit (in a thread) says attempt 0, as in every cleanup."""
+    where = context.run(current)
+    if where is not None:
+        context.run(set_where, replace(where, attempt=0))
+
+
+def _exit_when_set_up(name: str, work: Work, executor: ExecutorLike, context: Context) -> CleanupFn:
     """The exit of a setup that was abandoned while it ran in the executor."""
 
-    async def exit_(exc: BaseException | None) -> None:
+    async def exit_(exc: BaseException | None, _: object = None) -> None:
         try:
             made, _ = cast(tuple[object, object], await work.outcome())
         except BaseException:
             return  # the setup failed: nothing was acquired
-        await submit(Work(), executor, _exit_sync, name, made, exc)
+        _cleanup_where(context)
+        await submit(Work(), executor, _exit_sync, name, made, exc, context=context)
 
     return exit_
 
@@ -183,34 +219,34 @@ def _exit_when_set_up(
 # -- async resources -------------------------------------------------------------------------
 
 
-def _async_gen_exit(name: str, gen: Any) -> Callable[[BaseException | None], Awaitable[None]]:
-    async def exit_(exc: BaseException | None) -> None:
+def _async_gen_exit(name: str, gen: Any, context: Context) -> CleanupFn:
+    async def exit_(exc: BaseException | None, _: object = None) -> None:
         try:
             if exc is None:
-                await anext(gen)
+                await in_context(context, gen.__anext__())
             else:
-                await gen.athrow(exc)
+                await in_context(context, gen.athrow(exc))
         except StopAsyncIteration:
             return  # finished normally (or swallowed `exc`, which the run still reports)
         except BaseException as raised:
             if raised is exc:
                 return  # re-raised the run's failure: the expected way to roll back
             raise
-        await gen.aclose()
+        await in_context(context, gen.aclose())
         raise RuntimeError(f"resource {name!r}: the async generator yielded more than once")
 
     return exit_
 
 
-def _async_cm_exit(cm: Any) -> Callable[[BaseException | None], Awaitable[None]]:
-    async def exit_(exc: BaseException | None) -> None:
+def _async_cm_exit(cm: Any, context: Context) -> CleanupFn:
+    async def exit_(exc: BaseException | None, _: object = None) -> None:
         # A true return value would suppress `exc`; a resource cannot swallow the run's failure,
         # so it is ignored.
         if exc is None:
-            await cm.__aexit__(None, None, None)
+            await _awaited_in(context, cm.__aexit__(None, None, None))
             return
         try:
-            await cm.__aexit__(type(exc), exc, exc.__traceback__)
+            await _awaited_in(context, cm.__aexit__(type(exc), exc, exc.__traceback__))
         except BaseException as raised:
             if raised is not exc:
                 raise  # re-raising the run's failure is not a cleanup failure of its own

@@ -13,6 +13,7 @@ from typing import Any
 
 from .cache import Cache
 from .definition import Const, NodeKind, NodeSpec
+from .lifecycle import Cleanup, post_hook
 from .status import NodeStatus
 
 __all__ = ["A0", "A1", "AN", "MISSING", "SLOW", "Plan", "Scope", "Step", "compile_plan"]
@@ -70,10 +71,12 @@ class Plan:
     values: tuple[object, ...]  # initial per-run values: params slot, immediates, constants
     statuses: tuple[NodeStatus, ...]
     sinks: tuple[int, ...]  # nodes nothing depends on
+    dependents_count: tuple[int, ...]  # per node, how many nodes depend on it (cleanup walk)
     has_cleanups: bool  # some node has post= or is a resource
     early: tuple[bool, ...]  # the node is a release="early" resource
     has_early: bool
     caches: tuple[Cache | None, ...]  # the node's cache= (looked up before its slow path)
+    posts: tuple[Cleanup | None, ...]  # the node's post= hook as a registered cleanup
     full: Scope  # every runnable node
     _scopes: dict[tuple[frozenset[int], frozenset[int]], Scope] = field(
         default_factory=dict[tuple[frozenset[int], frozenset[int]], Scope]
@@ -167,6 +170,7 @@ def compile_plan(specs: tuple[NodeSpec, ...]) -> Plan:
         values=tuple(values),
         statuses=tuple(statuses),
         sinks=tuple(i for i in range(n) if i not in has_users),
+        dependents_count=_dependents_count(deps, n),
         has_cleanups=any(
             s.kind is NodeKind.RESOURCE or (s.options is not None and s.options.post is not None)
             for s in specs
@@ -174,10 +178,27 @@ def compile_plan(specs: tuple[NodeSpec, ...]) -> Plan:
         early=early,
         has_early=any(early),
         caches=tuple(s.options.cache if s.options is not None else None for s in specs),
+        posts=tuple(_post_cleanup(s) for s in specs),
         full=_EMPTY_SCOPE,
     )
     object.__setattr__(plan, "full", _scope(plan, tuple(runnable)))
     return plan
+
+
+def _post_cleanup(spec: NodeSpec) -> Cleanup | None:
+    options = spec.options
+    if options is None or options.post is None:
+        return None
+    never_waits = not options.post_async and options.cleanup_timeout is None
+    return post_hook(options.post, options.post_takes_param, never_waits)
+
+
+def _dependents_count(deps: tuple[tuple[int, ...], ...], n: int) -> tuple[int, ...]:
+    counts = [0] * n
+    for ds in deps:
+        for d in ds:
+            counts[d] += 1
+    return tuple(counts)
 
 
 def _scope(plan: Plan, members: tuple[bool, ...]) -> Scope:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .errors import Skip
 from .events import (
     BreakerChanged,
     CleanupFinished,
@@ -118,10 +119,10 @@ class Reporter:
                         "dagwire observer %r raised on %s; the run carries on",
                         observer,
                         event.kind,
-                        extra={"dagwire_dag": self.run.dag.name, "dagwire_run_id": self.run.run_id},
+                        extra=self.run.log_extra(),
                     )
 
-    def _node_event(self, cls: Callable[..., Event], i: int, **fields: object) -> None:
+    def _node_event(self, cls: Callable[..., Event], i: int, now: float, **fields: object) -> None:
         if self.observers:
             run = self.run
             spec = run.plan.specs[i]
@@ -130,7 +131,7 @@ class Reporter:
                     dag=run.dag.name,
                     run_id=run.run_id,
                     node=spec.name,
-                    time=self.now(),
+                    time=now,
                     attempt=fields.pop("attempt", run.attempts.get(i, 1)),
                     tags=spec.tags,
                     **fields,
@@ -145,8 +146,8 @@ class Reporter:
             self.emit(RunStarted(dag=run.dag.name, run_id=run.run_id, time=0.0))
         for i in resumed:
             self.times[i] = _Times(0.0, 0.0, resumed=True)
-            self._node_event(NodeSucceeded, i, resumed=True, attempt=0, duration=0.0)
-            self._complete(i, None)
+            self._node_event(NodeSucceeded, i, 0.0, resumed=True, attempt=0, duration=0.0)
+            self._complete(i, None, 0.0)
 
     def run_finished(self, error: BaseException | None, *, ok: bool) -> None:
         if self.observers:
@@ -163,30 +164,32 @@ class Reporter:
                 )
             )
 
-    # -- nodes -----------------------------------------------------------------------------
+    # -- nodes (each transition reads the clock once: events and timeline agree) ----------
 
     def node_began(self, i: int) -> None:
         self.times[i] = _Times(self.now())
 
     def attempt_started(self, i: int, attempt: int) -> None:
-        self.times[i].open_since = self.now()
-        self._node_event(NodeStarted, i, attempt=attempt)
+        now = self.now()
+        self.times[i].open_since = now
+        self._node_event(NodeStarted, i, now, attempt=attempt)
 
-    def _close_attempt(self, i: int, outcome: str) -> float | None:
+    def _close_attempt(self, i: int, outcome: str, now: float) -> float | None:
         """End the node's open attempt in the timeline; its duration, None if none was open."""
         times = self.times.get(i)
         if times is None or times.open_since is None:
             return None
-        now, since = self.now(), times.open_since
+        since = times.open_since
         attempt = self.run.attempts.get(i, 1)
         times.intervals.append(Interval("attempt", attempt, since, now, outcome))
         times.open_since = None
         return now - since
 
     def retrying(self, i: int, attempt: int, delay: float, error: BaseException) -> None:
-        duration = self._close_attempt(i, "retrying")
+        now = self.now()
+        duration = self._close_attempt(i, "retrying", now)
         self._node_event(
-            NodeRetrying, i, attempt=attempt, delay=delay, duration=duration, error=error
+            NodeRetrying, i, now, attempt=attempt, delay=delay, duration=duration, error=error
         )
 
     def recovered(self, i: int, error: BaseException) -> None:
@@ -197,81 +200,121 @@ class Reporter:
         self.times.setdefault(i, _Times(now, now)).cached = True
 
     def node_ended(self, i: int) -> None:
-        """Node i's outcome is recorded: the event that ends its last attempt."""
+        """Node i's outcome is recorded: the event that ends its last attempt (or, for a node
+        that never started one, its outcome)."""
         run = self.run
+        now = self.now()
         status = run.status[i]
-        error = self.covered.get(i) if status is NodeStatus.SUCCEEDED else run.failed.get(i)
-        self._complete(i, error)
+        times = self.times.get(i)
         if status is NodeStatus.SKIPPED:
+            error: BaseException | None = run.skips.get(i) if run.skips is not None else None
+            self._complete(i, error, now)
             cause = run.causes.get(i)
             name = None if cause is None else run.plan.specs[cause].name
-            self._close_attempt(i, "skipped")  # a body or pre that raised Skip
-            self._node_event(NodeSkipped, i, cause=name, attempt=0)
+            duration = self._close_attempt(i, "skipped", now)  # a body that raised Skip
+            attempt = run.attempts.get(i, 1) if duration is not None else 0
+            fields = {"cause": name, "attempt": attempt, "duration": duration, "error": error}
+            self._node_event(NodeSkipped, i, now, **fields)
             return
         if status is NodeStatus.SUCCEEDED:
+            error = self.covered.get(i)
+            self._complete(i, error, now)
             if error is not None:
-                duration = self._close_attempt(i, "recovered")
-                self._node_event(NodeFailed, i, recovered=True, error=error, duration=duration)
+                duration = self._close_attempt(i, "recovered", now)
+                self._node_event(NodeFailed, i, now, recovered=True, error=error, duration=duration)
             else:
-                times = self.times.get(i)
                 cached = times is not None and times.cached
-                duration = self._close_attempt(i, "succeeded")
-                self._node_event(NodeSucceeded, i, cached=cached, duration=duration)
+                duration = self._close_attempt(i, "succeeded", now)
+                if duration is None and cached:
+                    duration = 0.0  # a hit: no attempt ran
+                self._node_event(NodeSucceeded, i, now, cached=cached, duration=duration)
         elif status is NodeStatus.FAILED:
-            duration = self._close_attempt(i, "failed")
-            self._node_event(NodeFailed, i, error=run.failed.get(i), duration=duration)
+            error = run.failed.get(i)
+            self._complete(i, error, now)
+            duration = self._close_attempt(i, "failed", now)
+            self._node_event(NodeFailed, i, now, error=error, duration=duration)
         else:  # CANCELLED
-            duration = self._close_attempt(i, "cancelled")
-            self._node_event(NodeCancelled, i, duration=duration)
-        times = self.times.get(i)
+            self._complete(i, None, now)
+            duration = self._close_attempt(i, "cancelled", now)
+            self._node_event(NodeCancelled, i, now, duration=duration)
         if times is not None:
-            times.end = self.now()
+            times.end = now
 
     # -- the items of an add_map node, reported as nodes named "name[index]" -------------
 
-    def item_started(self, i: int, k: int) -> None:
+    def item_started(self, i: int, k: int, attempt: int) -> float:
+        """Item k of map node i starts an attempt; returns when (to give its end a duration)."""
+        now = self.now()
         if self.observers:
-            self.emit(self._item_event(NodeStarted, i, k))
+            self.emit(self._item_event(NodeStarted, i, k, now, attempt))
+        return now
 
-    def item_ended(self, i: int, k: int, error: BaseException | None) -> None:
+    def item_retrying(
+        self, i: int, k: int, attempt: int, since: float, delay: float, error: BaseException
+    ) -> None:
         if self.observers:
-            if error is None:
-                self.emit(self._item_event(NodeSucceeded, i, k))
-            elif isinstance(error, asyncio.CancelledError):
-                self.emit(self._item_event(NodeCancelled, i, k))
-            else:
-                self.emit(self._item_event(NodeFailed, i, k, error=error))
+            now = self.now()
+            event = self._item_event(
+                NodeRetrying, i, k, now, attempt, duration=now - since, delay=delay, error=error
+            )
+            self.emit(event)
 
-    def _item_event(self, cls: Callable[..., Event], i: int, k: int, **fields: object) -> Event:
+    def item_ended(
+        self, i: int, k: int, attempt: int, since: float, error: BaseException | None
+    ) -> None:
+        if not self.observers:
+            return
+        now = self.now()
+        fields: dict[str, object] = {"duration": now - since}
+        cls: Callable[..., Event] = NodeSucceeded
+        if isinstance(error, Skip):
+            cls, fields["cause"], fields["error"] = NodeSkipped, self.item_name(i, k), error
+        elif isinstance(error, asyncio.CancelledError):
+            cls = NodeCancelled
+        elif error is not None:
+            cls, fields["error"] = NodeFailed, error
+        self.emit(self._item_event(cls, i, k, now, attempt, **fields))
+
+    def item_name(self, i: int, k: int) -> str:
+        return f"{self.run.plan.specs[i].name}[{k}]"
+
+    def _item_event(
+        self,
+        cls: Callable[..., Event],
+        i: int,
+        k: int,
+        now: float,
+        attempt: int,
+        **fields: object,
+    ) -> Event:
         run = self.run
-        spec = run.plan.specs[i]
         return cls(
             dag=run.dag.name,
             run_id=run.run_id,
-            node=f"{spec.name}[{k}]",
-            time=self.now(),
-            attempt=1,
-            tags=spec.tags,
+            node=self.item_name(i, k),
+            time=now,
+            attempt=attempt,
+            tags=run.plan.specs[i].tags,
             **fields,
         )
 
-    def _complete(self, i: int, error: BaseException | None) -> None:
+    def _complete(self, i: int, error: BaseException | None, now: float) -> None:
         if self.feed is not None:
             run = self.run
             status = run.status[i]
             value = run.values[i] if status is NodeStatus.SUCCEEDED else None
             node = run.dag._handles[i]
-            self.feed(NodeCompletion(node, status, value, error, self.now()))
+            self.feed(NodeCompletion(node, status, value, error, now))
 
     def emit_breaker(self, i: int, old: BreakerState, new: BreakerState) -> None:
-        self._node_event(BreakerChanged, i, old=old, new=new)
+        self._node_event(BreakerChanged, i, self.now(), old=old, new=new)
 
     # -- cleanups --------------------------------------------------------------------------
 
     def cleanup_started(self, i: int) -> None:
         now = self.now()
         self.times.setdefault(i, _Times(now, now)).open_since = now  # after every attempt
-        self._node_event(CleanupStarted, i, attempt=0)
+        self._node_event(CleanupStarted, i, now, attempt=0)
 
     def cleanup_finished(self, i: int, error: BaseException | None) -> None:
         times = self.times[i]
@@ -279,7 +322,7 @@ class Reporter:
         outcome = "ok" if error is None else "failed"
         times.intervals.append(Interval("cleanup", 0, since, now, outcome))
         times.open_since = None
-        self._node_event(CleanupFinished, i, attempt=0, duration=now - since, error=error)
+        self._node_event(CleanupFinished, i, now, attempt=0, duration=now - since, error=error)
 
     # -- the result ------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ import contextvars
 import itertools
 import logging
 from asyncio import CancelledError
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Coroutine, Iterable, Mapping, Sequence
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -95,7 +95,7 @@ async def run_plan(
         run.use_reporter(reporter)
         reporter.run_started(resumed)
     elif run.debug:
-        run.steps = debug_steps(run.steps, plan, run.loop)
+        run.steps = debug_steps(run.steps, plan, run.loop, run.log_extra())
     try:
         await run.execute(timeout)
         result = run.outcome(timeout)
@@ -136,6 +136,7 @@ class Run:
         "plan",
         "reporter",
         "scope",
+        "skips",
         "status",
         "steps",
         "tasks",
@@ -182,6 +183,7 @@ class Run:
         self.phase: dict[int, str] = {}
         self.attempts: dict[int, int] = {}
         self.causes: dict[int, int] = {}  # skipped node -> the node that started its cascade
+        self.skips: dict[int, Skip] | None = None  # the Skip each node raised (when one did)
         self.loop = asyncio.get_running_loop()
         self.eager_depth = 0  # eager task starts nested on the stack now (see `tasks`)
         self.debug = self.loop.get_debug()
@@ -242,7 +244,7 @@ class Run:
         if self.aborted:
             await self.settle()
         if self.teardown is not None:
-            await self.shielded(self.teardown.close())
+            await self.cleanup_phase(self.teardown)
         if self.left and not self.aborted:
             raise InternalError(
                 f"dagwire: run of {self.dag.name!r} ended with {self.left} node(s) neither "
@@ -329,7 +331,10 @@ class Run:
                         if cache is None:
                             value = await calls.call(self, i, args)
                         else:  # a hit costs a lookup; a miss goes to the shared call
-                            value = cache.lookup(args, self.plan.specs[i].name)
+                            try:
+                                value = cache.lookup(args, self.plan.specs[i].name)
+                            except Exception:  # a bad key: the shared call raises it again,
+                                value = MISSING  # where the node's fallback= can cover it
                             if value is MISSING:
                                 value = await calls.call(self, i, args)
                             elif self.reporter is not None:
@@ -374,11 +379,12 @@ class Run:
     # -- how nodes end --------------------------------------------------------------------
 
     def ended(self, i: int) -> None:
-        """Node i's outcome is recorded: tell early release and the observers."""
-        if self.teardown is not None:
-            self.teardown.node_ended(i)
+        """Node i's outcome is recorded: tell the observers, then early release (whose cleanup
+        events must follow the end of every node depending on the resource)."""
         if self.reporter is not None:
             self.reporter.node_ended(i)
+        if self.teardown is not None:
+            self.teardown.node_ended(i)
 
     def fail(self, i: int, exc: BaseException) -> None:
         """Record how node i ended when it did not succeed, and stop or skip accordingly."""
@@ -400,6 +406,9 @@ class Run:
             # failure (never a success), reported in a form an ExceptionGroup can hold.
             exc = NodeCancelledError.wrapping(exc, f"node {self.plan.specs[i].name!r}")
         if isinstance(exc, Skip):  # not a failure: the node and its dependents are skipped
+            if self.skips is None:
+                self.skips = {}
+            self.skips[i] = exc
             status[i] = NodeStatus.SKIPPED
             self.phase.pop(i, None)
             self.causes[i] = i
@@ -479,6 +488,24 @@ class Run:
                 await asyncio.wait(pending)
             except CancelledError as exc:
                 self.cancelled = self.cancelled or exc
+
+    async def cleanup_phase(self, teardown: Teardown) -> None:
+        """Run the cleanup phase to its end, whatever cancels the caller meanwhile.
+
+        When every cleanup is known not to wait (sync hooks, sync exits), it runs right here:
+        nothing can cancel code that never awaits. Otherwise it runs in a task of its own.
+        """
+        closing = teardown.close()
+        if teardown.all_sync and not teardown.in_flight:
+            try:
+                waiting = closing.send(None)
+            except StopIteration:
+                return
+            # A "sync" hook returned an awaitable after all: go on in a task. (Nothing bound
+            # itself to this task: no cleanup_timeout, no awaiting cleanup has run.)
+            await self.shielded(_awaiting(in_context(None, closing, waiting)))
+            return
+        await self.shielded(closing)
 
     async def shielded(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` to completion even if the caller is cancelled (again) meanwhile."""
@@ -567,8 +594,21 @@ class Run:
             how,
             "; ".join(f"{f.node} ({f.phase}): {f.error!r}" for f in others),
             exc_info=group,
-            extra={"dagwire_dag": self.dag.name, "dagwire_run_id": self.run_id},
+            extra=self.log_extra(),
         )
+
+    def log_extra(self, i: int | None = None) -> dict[str, object]:
+        """The `extra` fields of a log record about this run (and node i)."""
+        return {
+            "dagwire_dag": self.dag.name,
+            "dagwire_run_id": self.run_id,
+            "dagwire_node": None if i is None else self.plan.specs[i].name,
+            "dagwire_attempt": None if i is None else self.attempts.get(i, 1),
+        }
+
+
+async def _awaiting(awaitable: Awaitable[None]) -> None:
+    await awaitable
 
 
 def _where_in_drive(frame_locals: Mapping[str, Any]) -> RunContext | None:

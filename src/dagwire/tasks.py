@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context
 from typing import Any, Protocol, TypeVar
 
@@ -21,6 +21,12 @@ __all__ = ["EAGER", "MAX_EAGER_NESTING", "TaskOwner", "in_context", "start_task"
 T = TypeVar("T")
 
 _NOT_STARTED: Any = object()  # in_context: `coro` has not taken its next step yet
+
+
+def _run_here(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
 EAGER: bool = sys.version_info >= (3, 12)  # asyncio.Task(..., eager_start=True) exists
 MAX_EAGER_NESTING = 16
 _Task: Any = asyncio.Task  # Any: `eager_start=` is unknown to the 3.11 stubs
@@ -66,14 +72,17 @@ def _retrieved(task: asyncio.Task[None]) -> bool:
 
 @types.coroutine
 def in_context(
-    ctx: Context, coro: Coroutine[Any, Any, T], waiting: Any = _NOT_STARTED
+    ctx: Context | None, coro: Coroutine[Any, Any, T], waiting: Any = _NOT_STARTED
 ) -> Generator[Any, Any, T]:
     """Await `coro` with every one of its steps run in `ctx`, in the current task.
 
     What a task does for its own context, without the cost of a task: the run's first root runs
     in the caller's task this way, so that nothing it sets in its context is seen by the caller.
-    `waiting`: what `coro`'s first step, already run in `ctx`, is waiting for.
+    `waiting`: what `coro`'s first step, already taken (in `ctx`), is waiting for; with `ctx`
+    None, `coro` simply goes on in the current context (await a coroutine whose first step was
+    taken by hand, in the same task).
     """
+    run: Callable[..., Any] = _run_here if ctx is None else ctx.run
     send, throw = coro.send, coro.throw
     value: Any = None
     error: BaseException | None = None
@@ -81,7 +90,7 @@ def in_context(
     while True:
         if yielded is _NOT_STARTED:
             try:
-                yielded = ctx.run(send, value) if error is None else ctx.run(throw, error)
+                yielded = run(send, value) if error is None else run(throw, error)
             except StopIteration as stop:
                 result: T = stop.value
                 return result
