@@ -11,7 +11,7 @@ import runners as rmod
 import shapes
 from bench_common import EAGER, Case, Out, Target, measure, runner, table, target
 from builders import build, dagwire_runner, option
-from runners import EAGER_FLOOR, FLOOR, Invoke, Skip
+from runners import EAGER_FLOOR, FLOOR, Invoke, Runner, Skip
 from shapes import Graph
 
 
@@ -35,9 +35,13 @@ def partial_graphs(n: int = 1000, seed: int = 2024) -> tuple[Graph, Graph, int]:
 PARTIAL_LIMIT = 2.0
 
 
-async def run_partial(out: Out, *, repeat: int, count: int) -> list[Target]:
+BASE = "dagwire (4-node graph)"
+TARGETED = "dagwire targets=[x]"
+
+
+def partial_runners() -> list[Runner]:
+    """The floors and dagwire on the 4-node graph; dagwire with targets=[x] on the big one."""
     big, small, x = partial_graphs()
-    case = Case("partial", 1, small.reference)
 
     def targeted() -> Invoke:
         reason = rmod.dagwire_status()
@@ -52,19 +56,25 @@ async def run_partial(out: Out, *, repeat: int, count: int) -> list[Target]:
 
         return invoke
 
-    chosen = [
+    return [
         runner(FLOOR, lambda: rmod._prepare_floor(small)),
         *([runner(EAGER_FLOOR, lambda: rmod._prepare_floor_eager(small))] if EAGER else []),
-        dagwire_runner(small, option(), "dagwire (4-node graph)"),
-        runner("dagwire targets=[x]", targeted),
+        dagwire_runner(small, option(), BASE),
+        runner(TARGETED, targeted),
     ]
+
+
+async def run_partial(out: Out, *, repeat: int, count: int) -> list[Target]:
+    big, small, _ = partial_graphs()
+    case = Case("partial", 1, small.reference)
+    chosen = partial_runners()
     rows = await measure(chosen, case, count=count, repeat=repeat)
     table(
         out,
         "partial runs: invoke(targets=[x]), x with 3 ancestors in a 1,000-node graph",
         [("targets", rows)],
         unit="µs/invoke",
-        base="dagwire (4-node graph)",
+        base=BASE,
         note=(
             f"x (node 3) takes nodes 1 and 2, both fed by root 0; the other {big.n - 4} nodes "
             "hang below them (random inputs among the 100 previous nodes). dagwire targets=[x]: "
@@ -77,9 +87,9 @@ async def run_partial(out: Out, *, repeat: int, count: int) -> list[Target]:
         target(
             "partial run, targets=[x] (3 ancestors) in 1,000 nodes / full run of the 4 nodes",
             rows,
-            "dagwire targets=[x]",
+            TARGETED,
             PARTIAL_LIMIT,
-            base="dagwire (4-node graph)",
+            base=BASE,
         )
     ]
 

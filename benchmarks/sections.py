@@ -31,9 +31,12 @@ SECTIONS = {
 
 def _runs(cfg: Any) -> dict[str, Callable[[Out], Awaitable[list[Target]]]]:
     """How each section runs under run.py's Config (`repeat`, `graph_invokes`, `endpoint_seq`)."""
-    r, gi = cfg.repeat, cfg.graph_invokes
-    seq = max(cfg.endpoint_seq // 4, 20)  # invokes per sample on the endpoint rows
-    slow = max(cfg.endpoint_seq // 10, 10)  # the same, rows of ~0.5 ms per invoke (spans)
+    # Samples of 5-20 ms of CPU time each (15 rounds): the whole of these sections costs about
+    # 10-15 s of CPU per Python (run_all.sh runs three).
+    r = cfg.repeat
+    seq = max(cfg.endpoint_seq // 10, 20)  # invokes per sample, endpoint rows (20-140 µs each)
+    slow = max(cfg.endpoint_seq // 40, 10)  # the same, rows of ~0.25-0.5 ms per invoke (spans)
+    gi = max(cfg.graph_invokes // 2, 1)  # invokes per sample, 1,000-node (item) rows
 
     async def stream(out: Out) -> list[Target]:
         await bench_compose.run_stream(out, repeat=r, graph_invokes=gi, endpoint_invokes=seq)
