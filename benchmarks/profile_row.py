@@ -112,6 +112,19 @@ async def profiled(invoke: Invoke, reference: Any, n: int, timer: Any) -> cProfi
     return prof
 
 
+def counts(stats: pstats.Stats) -> dict[str, int]:
+    """Function calls, event-loop iterations and callbacks scheduled, in total."""
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]  # pstats' own table
+    out = {"function calls": 0, "loop iterations": 0, "call_soon": 0}
+    for (filename, _line, func), (_cc, nc, _tt, _ct, _callers) in raw.items():
+        out["function calls"] += nc
+        if filename.endswith("base_events.py") and func == "_run_once":
+            out["loop iterations"] += nc
+        elif filename.endswith("base_events.py") and func == "_call_soon":
+            out["call_soon"] += nc
+    return out
+
+
 def by_file(stats: pstats.Stats) -> list[tuple[float, str]]:
     """Own time summed per source file (dagwire files by module name)."""
     totals: dict[str, float] = defaultdict(float)
@@ -168,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# {what}: {args.runner}, {n} invokes, {total / n * 1e6:.1f} µs per invoke profiled "
         f"({args.clock} time)"
     )
-    print("# (cProfile adds a fixed cost per call: compare shares, not absolute times)\n")
+    print("# (cProfile adds a fixed cost per call: compare shares, not absolute times)")
+    print("# per invoke: " + ", ".join(f"{v / n:.1f} {k}" for k, v in counts(stats).items()) + "\n")
     print("## own time per file\n")
     for t, key in by_file(stats):
         if t / total >= 0.005:
