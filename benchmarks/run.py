@@ -22,21 +22,23 @@ import sys
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_cache
+import bench_common
 import harness
 import runners as rmod
+import sections
 import shapes
 from harness import Row, Workload
 from runners import EAGER_FLOOR, FLOOR, Runner, Skip
 
 TIMED_SHAPES = ("chain1000", "fan1000", "random1000", "endpoint_seq", "endpoint_conc")
-EXTRA = ("sleep", "options", "memory", "recursion", "build", "cache")
+EXTRA = ("sleep", "options", "memory", "recursion", "build", "cache", *sections.SECTIONS)
 
 #: seconds before a run of the recursion section counts as hung
 RECURSION_TIMEOUT = 5.0
@@ -409,6 +411,8 @@ class Results:
     recursion: dict[str, str] | None = None
     options: float | None = None
     cache: bench_cache.CacheResults | None = None
+    #: summary lines of the sections in sections.py
+    targets: list[bench_common.Target] = field(default_factory=list[bench_common.Target])
 
 
 TARGETS = {
@@ -477,12 +481,14 @@ def summary(out: Out, res: Results) -> None:
     if res.memory is not None:
         for g, col in res.memory.items():
             dw, fl = col.get("dagwire"), col.get(FLOOR)
-            line(f"memory per node, {g}: dagwire / floor", dw / fl if dw and fl else None, "", 2.0)
+            line(f"memory per node, {g}: dagwire / floor", dw / fl if dw and fl else None, "", 1.25)
     if res.options is not None:
         line("options: plain-node cost with options elsewhere / without", res.options, "", 1.1)
     if res.cache is not None:
         for what, ratio, spread, limit in bench_cache.summary_lines(res.cache):
             line(what, ratio, spread, limit)
+    for t in res.targets:
+        sections.summary_line(t, line, out, eager)
     if res.recursion is not None:
         bad = {k: v for k, v in res.recursion.items() if v != "ok"}
         verdict = "yes" if not bad else "**NO**: " + "; ".join(f"{k}: {v}" for k, v in bad.items())
@@ -540,6 +546,7 @@ async def main_bench(args: argparse.Namespace, out: Out) -> None:
         res.cache = await bench_cache.run_cache(
             out, timing_table, repeat=cfg.repeat, seq=cfg.endpoint_seq, conc=cfg.endpoint_conc
         )
+    res.targets += await sections.run(only, out, cfg)
     summary(out, res)
 
 
@@ -604,6 +611,7 @@ async def main_check(args: argparse.Namespace, out: Out) -> int:
             line += f" (skipped: {skipped})" if results else f"skipped: {skipped}"
         out(line)
     failures += await bench_cache.check(out)
+    failures += await sections.check(out)
     out("check: " + ("OK" if not failures else f"{failures} failure(s)"))
     return 1 if failures else 0
 
