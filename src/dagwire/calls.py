@@ -39,8 +39,6 @@ logger = logging.getLogger("dagwire")
 
 _DEFAULT_OPTIONS = NodeOptions()
 _RUNNING = NodeStatus.RUNNING
-# Bodies that need more than a call: they go through guarded_attempt.
-_GUARDED_KINDS = (NodeKind.RESOURCE, NodeKind.GRAPH)
 
 
 class Stopped(CancelledError):
@@ -160,7 +158,7 @@ def _recovered(run: Run, i: int, spec: NodeSpec, opts: NodeOptions, exc: Excepti
     if isinstance(exc, Skip):  # a node with a fallback that skips takes the fallback value
         run.phase.pop(i, None)
         return opts.fallback
-    run.record(i, run.phase.pop(i, "body"), exc, recovered=True)
+    run.record(i, run.phase_of(i), exc, recovered=True)
     if run.reporter is not None:
         run.reporter.recovered(i, exc)
     if logger.isEnabledFor(logging.WARNING):
@@ -198,9 +196,9 @@ async def attempts(
     """
     fn: Callable[..., Any] | None = spec.fn
     assert fn is not None
-    guarded = (
-        opts.guarded or spec.kind in _GUARDED_KINDS or (run is not None and run.limiter is not None)
-    )
+    guarded = opts.guarded or (run is not None and run.limiter is not None)
+    kind = spec.kind
+    direct = spec.is_async and (kind is NodeKind.CALL or kind is NodeKind.JOIN)  # await fn()
     if run is not None:
         if opts.pre is not None:
             try:
@@ -212,17 +210,14 @@ async def attempts(
                 if not isinstance(exc, Exception) or not _recoverable(run, i, opts, exc):
                     raise
                 return _recovered(run, i, spec, opts, exc)
-        if spec.kind is NodeKind.RESOURCE:
-            run.phase[i] = "setup"
         if not guarded:
             if opts.post is not None and opts.pre is None:
                 run.add_cleanup(i, _post(run, i))
-            if run.debug:
+            if run.debug and (kind is NodeKind.CALL or kind is NodeKind.JOIN):  # a body's call
                 fn = blocking_watch(
                     fn, spec.name, run.loop.slow_callback_duration, run.log_extra(i)
                 )
     timeout = opts.timeout
-    is_async = spec.is_async
     attempt = 1
     while True:
         try:
@@ -235,10 +230,17 @@ async def attempts(
                 listener.attempt_started(attempt)
             if guarded:
                 value = await guarded_attempt(run, i, spec, opts, args, attempt)
-            elif is_async and timeout is None:
+            elif direct and timeout is None:
                 value = await fn(*args)
             else:
-                value = fn(*args)
+                if kind is NodeKind.RESOURCE:
+                    assert run is not None  # (resources are never shared)
+                    value = enter_resource(run, i, fn, args, None, None)
+                elif kind is NodeKind.GRAPH and run is not None:
+                    graph = cast("Dag[Any]", fn)
+                    value = composite.graph_call(graph, composite.inherited_observers(run), *args)
+                else:
+                    value = fn(*args)
                 if isawaitable(value):
                     if timeout is None:
                         value = await value
@@ -250,8 +252,6 @@ async def attempts(
                         except TimeoutError as exc:
                             _name_timeout(exc, limit, spec, opts, attempt)
                             raise
-            if run is not None and spec.kind is NodeKind.RESOURCE:
-                del run.phase[i]
             return value
         except Exception as exc:  # BaseExceptions are never retried
             delay = _retry_delay(run, i, spec, opts.retry, attempt, exc, listener)

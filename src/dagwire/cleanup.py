@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .context import RunContext, register_marker
@@ -269,26 +269,44 @@ def clean_node(
     """Undo node i's setups in reverse order; each bounded by its cleanup_timeout=, each failure
     recorded, none stopping the others; the node's cleanup events around them.
 
-    Cleanups that surely never wait (sync hooks, sync exits) run right here; None is returned.
-    Otherwise the returned coroutine does the work.
+    Cleanups run right here while they complete without waiting (sync hooks and exits, most
+    generator exits): None is returned. From the first that must wait on, the returned
+    coroutine does the rest.
     """
-    if all(cleanup[2] for cleanup in cleanups):
-        undo = _Undo(run, i, teardown)
-        for cleanup in reversed(cleanups):
-            try:
-                cleanup[1](undo.exc, run.params)  # (never waits: its result is None)
-            except BaseException as err:
-                undo.failed(cleanup[0], err)
-        undo.done()
-        return None
-    return clean_node_async(run, i, cleanups, teardown)
-
-
-async def clean_node_async(run: Run, i: int, cleanups: list[Cleanup], teardown: Teardown) -> None:
-    """`clean_node` for cleanups that may wait."""
     undo = _Undo(run, i, teardown)
     options = run.plan.specs[i].options
-    limit = options.cleanup_timeout if options is not None else None
+    if options is not None and options.cleanup_timeout is not None:
+        return clean_rest(run, i, undo, cleanups, None, options.cleanup_timeout)
+    params = run.params
+    for k in range(len(cleanups) - 1, -1, -1):
+        phase, cleanup, _ = cleanups[k]
+        try:
+            pending = cleanup(undo.exc, params)
+        except BaseException as err:
+            undo.failed(phase, err)
+            continue
+        if pending is not None:
+            return clean_rest(run, i, undo, cleanups[:k], (phase, pending), None)
+    undo.done()
+    return None
+
+
+async def clean_rest(
+    run: Run,
+    i: int,
+    undo: _Undo,
+    cleanups: list[Cleanup],
+    started: tuple[str, Awaitable[object]] | None,
+    limit: float | None,
+) -> None:
+    """`clean_node` from a cleanup that must wait (`started`, already called) or with a
+    cleanup_timeout (`limit`, seconds each): the rest, in reverse order."""
+    if started is not None:
+        phase, waiting = started
+        try:
+            await waiting
+        except BaseException as err:
+            undo.failed(phase, err)
     params = run.params
     for phase, cleanup, _ in reversed(cleanups):
         try:
@@ -356,4 +374,4 @@ def _where_in_cleanup(frame_locals: Mapping[str, Any]) -> RunContext | None:
 
 
 register_marker(clean_node, _where_in_cleanup)
-register_marker(clean_node_async, _where_in_cleanup)
+register_marker(clean_rest, _where_in_cleanup)

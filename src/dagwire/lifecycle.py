@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from contextvars import Context
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from .context import current, set_where
 from .executors import ExecutorLike, Work, submit
@@ -83,7 +83,7 @@ async def enter_resource(
     made = context.run(factory, *args)
     if inspect.isasyncgen(made):
         try:
-            value = await _awaited_in(context, made.__anext__())
+            value = await _stepped_in(context, made.__anext__())
         except StopAsyncIteration:
             raise RuntimeError(
                 f"resource {name!r}: the async generator finished without yielding a value"
@@ -92,7 +92,7 @@ async def enter_resource(
         return value
     if isinstance(made, AbstractAsyncContextManager):
         cm = cast(AbstractAsyncContextManager[object], made)
-        entered = await _awaited_in(context, cm.__aenter__())
+        entered = await _stepped_in(context, cm.__aenter__())
         run.add_cleanup(i, ("cleanup", _async_cm_exit(cm, context), False))
         return entered
     if _is_sync_resource(made):
@@ -111,11 +111,30 @@ async def enter_resource(
     )
 
 
-def _awaited_in(context: Context, awaitable: Awaitable[T]) -> Awaitable[T]:
-    """`awaitable`, its steps run in `context` (when it is a coroutine-like object)."""
-    if hasattr(awaitable, "send") and hasattr(awaitable, "throw"):
-        return in_context(context, cast(Coroutine[Any, Any, T], awaitable))
-    return awaitable
+def _stepped_in(context: Context, awaitable: Awaitable[T]) -> Awaitable[T]:
+    """`awaitable`, its steps run in `context` (when it is a coroutine-like object); its first
+    step is taken now, and what it gives is returned ready when it did not have to wait."""
+    if not (hasattr(awaitable, "send") and hasattr(awaitable, "throw")):
+        return awaitable
+    step = cast(Coroutine[Any, Any, T], awaitable)
+    try:
+        waiting = context.run(step.send, None)
+    except StopIteration as done:
+        return _Ready(done.value)
+    return in_context(context, step, waiting)
+
+
+class _Ready(Generic[T]):
+    """An awaitable whose value is already there (awaiting it costs no coroutine)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self.value
+        yield  # (a generator function: `await` expects an iterator)
 
 
 # -- sync resources (inline, or in an executor) ----------------------------------------------
@@ -220,35 +239,64 @@ def _exit_when_set_up(name: str, work: Work, executor: ExecutorLike, context: Co
 
 
 def _async_gen_exit(name: str, gen: Any, context: Context) -> CleanupFn:
-    async def exit_(exc: BaseException | None, _: object = None) -> None:
+    def exit_(exc: BaseException | None, _: object = None) -> Awaitable[None] | None:
+        # The first step runs now: most generators finish without waiting, costing no coroutine.
+        step = gen.__anext__() if exc is None else gen.athrow(exc)
         try:
-            if exc is None:
-                await in_context(context, gen.__anext__())
-            else:
-                await in_context(context, gen.athrow(exc))
+            waiting = context.run(step.send, None)
         except StopAsyncIteration:
-            return  # finished normally (or swallowed `exc`, which the run still reports)
+            return None  # finished normally (or swallowed `exc`, which the run still reports)
+        except StopIteration:
+            return _yielded_again(name, gen, context)
         except BaseException as raised:
             if raised is exc:
-                return  # re-raised the run's failure: the expected way to roll back
+                return None  # re-raised the run's failure: the expected way to roll back
             raise
-        await in_context(context, gen.aclose())
-        raise RuntimeError(f"resource {name!r}: the async generator yielded more than once")
+        return _async_gen_exit_rest(name, gen, exc, step, waiting, context)
 
     return exit_
+
+
+async def _async_gen_exit_rest(
+    name: str, gen: Any, exc: BaseException | None, step: Any, waiting: Any, context: Context
+) -> None:
+    try:
+        await in_context(context, step, waiting)
+    except StopAsyncIteration:
+        return
+    except BaseException as raised:
+        if raised is exc:
+            return
+        raise
+    await _yielded_again(name, gen, context)
+
+
+async def _yielded_again(name: str, gen: Any, context: Context) -> None:
+    await in_context(context, gen.aclose())
+    raise RuntimeError(f"resource {name!r}: the async generator yielded more than once")
 
 
 def _async_cm_exit(cm: Any, context: Context) -> CleanupFn:
-    async def exit_(exc: BaseException | None, _: object = None) -> None:
+    def exit_(exc: BaseException | None, _: object = None) -> Awaitable[None] | None:
         # A true return value would suppress `exc`; a resource cannot swallow the run's failure,
         # so it is ignored.
-        if exc is None:
-            await _awaited_in(context, cm.__aexit__(None, None, None))
-            return
+        args = (None, None, None) if exc is None else (type(exc), exc, exc.__traceback__)
         try:
-            await _awaited_in(context, cm.__aexit__(type(exc), exc, exc.__traceback__))
+            pending = _stepped_in(context, cm.__aexit__(*args))
         except BaseException as raised:
             if raised is not exc:
                 raise  # re-raising the run's failure is not a cleanup failure of its own
+            return None
+        if isinstance(pending, _Ready):
+            return None
+        return _async_cm_exit_rest(pending, exc)
 
     return exit_
+
+
+async def _async_cm_exit_rest(pending: Awaitable[object], exc: BaseException | None) -> None:
+    try:
+        await pending
+    except BaseException as raised:
+        if raised is not exc:
+            raise

@@ -36,6 +36,7 @@ from .blocking import debug_steps
 from .cache import MISSING
 from .cleanup import Teardown
 from .context import RunContext, register_marker
+from .definition import NodeKind
 from .errors import NodeCancelledError, Skip
 from .plan import A0, A1, AN, SLOW, Plan, Scope
 from .policies import Limiter
@@ -416,13 +417,21 @@ class Run:
             self.skip_dependents(i, i)
             return
         status[i] = NodeStatus.FAILED
-        self.record(i, self.phase.pop(i, "body"), exc)
+        self.record(i, self.phase_of(i), exc)
         if self.fail_fast or not isinstance(exc, Exception):
             self.abort()  # BaseExceptions (KeyboardInterrupt, ...) stop even a continue-mode run
             self.ended(i)
             return
         self.ended(i)
         self.skip_dependents(i, i)
+
+    def phase_of(self, i: int) -> str:
+        """Where node i failed: "pre" if its pre hook did (marked by calls), else its body or,
+        for a resource, its setup."""
+        phase = self.phase.pop(i, None)
+        if phase is not None:
+            return phase
+        return "setup" if self.plan.specs[i].kind is NodeKind.RESOURCE else "body"
 
     def record(self, i: int, phase: str, exc: BaseException, recovered: bool = False) -> None:
         name = self.plan.specs[i].name
