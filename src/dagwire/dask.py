@@ -34,12 +34,14 @@ import asyncio
 import sys
 from asyncio import CancelledError
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from .errors import DagDefinitionError
 from .executors import OnStopped, call_via_future, shielded_cancel
 
 __all__ = ["call_on_client", "is_client", "is_client_executor"]
+
+R = TypeVar("R")
 
 
 def is_client(value: object) -> bool:
@@ -56,10 +58,10 @@ def is_client_executor(value: object) -> bool:
 
 async def call_on_client(
     client: Any,  # a distributed.Client; Any: distributed is an optional, partly typed extra
-    fn: Callable[..., object],
+    fn: Callable[..., R],
     args: tuple[object, ...],
     on_stopped: OnStopped | None = None,
-) -> object:
+) -> R:
     """``client.submit(fn, *args, pure=False)``, awaited; see `call_in_executor` for `on_stopped`.
 
     On cancellation the task is cancelled on the cluster (``await client.cancel``, shielded: a
@@ -85,7 +87,7 @@ async def call_on_client(
             on_stopped()
         raise
     try:
-        return await future
+        return cast(R, await future)
     except CancelledError:
         cancel = loop.create_task(client.cancel([future], asynchronous=True))
         await shielded_cancel(cancel, f"Dask task {future.key!r}")
