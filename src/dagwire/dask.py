@@ -93,5 +93,8 @@ async def call_on_client(
         await shielded_cancel(cancel, f"Dask task {future.key!r}")
         raise
     finally:
+        # Now, not when the future is garbage: a traceback kept by the run's error holds this
+        # frame, and with it the future, which would keep an erred task on the scheduler.
+        future.release()
         if on_stopped is not None:
             on_stopped()
