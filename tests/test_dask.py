@@ -69,7 +69,7 @@ async def cluster() -> AsyncIterator[Any]:
         threads_per_worker=1,
         processes=True,
         asynchronous=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # None would still bind port 8787 (and fail if taken)
         host="127.0.0.1",
     ) as cluster:
         yield cluster
