@@ -4,10 +4,14 @@ fail-fast and continue, progress reporting, and cancellation that leaves nothing
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import itertools
 import logging
+import os
 import random
+import struct
 import sys
+import termios
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -259,6 +263,24 @@ async def test_progress_bar_is_silent_when_stderr_is_not_a_terminal(
     results = await invoke_many(dag, range(10), progress=True)
     assert len(results) == 10
     assert capsys.readouterr().err == ""
+
+
+async def test_progress_bar_draws_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stderr on a real pseudo-terminal (100 columns): the tqdm bar is drawn and completes."""
+    dag = squares()
+    leader, follower = os.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        with os.fdopen(follower, "w", encoding="utf-8", closefd=False) as tty:
+            monkeypatch.setattr(sys, "stderr", tty)
+            results = await invoke_many(dag, range(10), progress=True)
+        drawn = os.read(leader, 1 << 16).decode("utf-8", "replace")
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert len(results) == 10
+    assert "10/10" in drawn
+    assert dag.name in drawn
 
 
 async def test_progress_bar_without_tqdm_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
