@@ -31,12 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cache
 import harness
 import runners as rmod
+import scale
 import shapes
 from harness import Row, Workload
 from runners import EAGER_FLOOR, FLOOR, Runner, Skip
 
 TIMED_SHAPES = ("chain1000", "fan1000", "random1000", "endpoint_seq", "endpoint_conc")
-EXTRA = ("sleep", "options", "memory", "recursion", "build", "cache")
+EXTRA = ("sleep", "options", "memory", "recursion", "build", "cache", "invoke_many", "heavy")
 
 #: seconds before a run of the recursion section counts as hung
 RECURSION_TIMEOUT = 5.0
@@ -409,6 +410,7 @@ class Results:
     recursion: dict[str, str] | None = None
     options: float | None = None
     cache: bench_cache.CacheResults | None = None
+    invoke_many: scale.Ratio | None = None
 
 
 TARGETS = {
@@ -483,6 +485,14 @@ def summary(out: Out, res: Results) -> None:
     if res.cache is not None:
         for what, ratio, spread, limit in bench_cache.summary_lines(res.cache):
             line(what, ratio, spread, limit)
+    if res.invoke_many is not None:
+        r = res.invoke_many
+        line(
+            "invoke_many: endpoint x 10,000 params, concurrency=100 / semaphore loop",
+            r.median,
+            f"{r.low:.2f}-{r.high:.2f}",
+            1.1,
+        )
     if res.recursion is not None:
         bad = {k: v for k, v in res.recursion.items() if v != "ok"}
         verdict = "yes" if not bad else "**NO**: " + "; ".join(f"{k}: {v}" for k, v in bad.items())
@@ -540,6 +550,10 @@ async def main_bench(args: argparse.Namespace, out: Out) -> None:
         res.cache = await bench_cache.run_cache(
             out, timing_table, repeat=cfg.repeat, seq=cfg.endpoint_seq, conc=cfg.endpoint_conc
         )
+    if "invoke_many" in only:
+        res.invoke_many = await scale.run_invoke_many(out, quick=args.quick)
+    if "heavy" in only:
+        await scale.run_heavy(out, quick=args.quick)
     summary(out, res)
 
 
