@@ -8,6 +8,7 @@ import asyncio
 import contextvars
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import pytest
@@ -78,32 +79,46 @@ async def test_a_timed_out_thread_holds_its_limiter_slot_until_it_really_stops()
 async def test_a_limiter_slot_of_a_body_that_never_started_is_freed_at_once() -> None:
     """The pool's only thread is busy: the queued body is abandoned before it starts."""
     limiter = Limiter(2)
-    release = threading.Event()
+    busy_started, release = threading.Event(), threading.Event()
     ran: list[str] = []
 
     def busy() -> None:
+        busy_started.set()
         release.wait()
+
+    async def busy_has_the_thread() -> None:
+        await asyncio.to_thread(busy_started.wait)
 
     def queued() -> None:
         ran.append("queued")
 
+    async def until(done: Callable[[], bool]) -> bool:
+        for _ in range(1000):
+            if done():
+                return True
+            await asyncio.sleep(0.005)
+        return False
+
     with ThreadPoolExecutor(max_workers=1) as pool:
         with build_dag() as dag:
             dag.add_node(busy, executor=pool, name="busy")
-            dag.add_node(queued, executor=pool, timeout=0.05, limiter=limiter, name="queued")
+            gate = dag.add_node(busy_has_the_thread)
+            dag.add_node(
+                queued, executor=pool, timeout=0.2, limiter=limiter, after=gate, name="queued"
+            )
         try:
             run = asyncio.ensure_future(dag.invoke(None, on_error="continue"))
-            await asyncio.sleep(0.01)
-            assert limiter.in_use == 1  # queued behind the busy thread, holding its slot
-            for _ in range(500):  # until its timeout (0.05 s) abandons it
-                if not limiter.in_use:
-                    break
-                await asyncio.sleep(0.01)
-            assert limiter.in_use == 0  # freed although the pool's thread is still busy
+            # queued behind the busy thread, holding its slot ...
+            assert await until(lambda: limiter.in_use == 1)
+            # ... until its timeout abandons it, although the pool's thread is still busy
+            assert await until(lambda: limiter.in_use == 0)
+            assert not release.is_set()
         finally:
             release.set()  # whatever failed above: no thread may stay blocked
         result = await run
-    assert isinstance(result.errors[0].error, TimeoutError)
+    (failure,) = result.errors
+    assert failure.node == "queued"
+    assert isinstance(failure.error, TimeoutError)
     assert ran == []
 
 
