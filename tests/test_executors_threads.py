@@ -228,3 +228,19 @@ async def test_unknown_executor_values_are_refused() -> None:
         await call_in_executor("process", add, (1, 2))  # type: ignore[arg-type]  # deliberate misuse
     with pytest.raises(TypeError, match="expected 'thread'"):
         await call_in_executor(object(), add, (1, 2))  # type: ignore[arg-type]  # deliberate misuse
+
+
+def test_importing_dagwire_imports_neither_dask_nor_tqdm() -> None:
+    """The extras are imported only by the code that uses them (lazily)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dagwire, dagwire.executors, dagwire.dask, dagwire.batch\n"
+        "loaded = sorted(m for m in ('distributed', 'dask', 'tqdm') if m in sys.modules)\n"
+        "print(','.join(loaded))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == ""
