@@ -51,7 +51,13 @@ def is_client(value: object) -> bool:
 
 
 def is_client_executor(value: object) -> bool:
-    """Whether `value` is the executor of a Dask client (`client.get_executor()`)."""
+    """Whether `value` is the executor of a Dask client (`client.get_executor()`).
+
+    Its futures must be cancelled from a thread of their own: `Future.cancel()` calls
+    `client.cancel`, which on the loop of an asynchronous client returns a coroutine that
+    nobody awaits (a "never awaited" warning, and the task is not cancelled), and for a
+    synchronous client blocks until the scheduler answers. From another thread it runs to its
+    end either way (distributed 2026.8)."""
     cfexecutor = sys.modules.get("distributed.cfexecutor")
     return cfexecutor is not None and isinstance(value, cfexecutor.ClientExecutor)
 
