@@ -95,7 +95,7 @@ async def _sample(batch: Batch, dag: Any, sink: Any, n: int, ref: int) -> float:
 
 
 async def _peak(batch: Batch, dag: Any, n: int) -> tuple[int, int]:
-    """(peak bytes during one batch, bytes still held by its results afterwards)."""
+    """(peak bytes during one batch, bytes its returned results hold: freed by dropping them)."""
     gc.collect()
     tracemalloc.start()
     try:
@@ -103,13 +103,15 @@ async def _peak(batch: Batch, dag: Any, n: int) -> tuple[int, int]:
         tracemalloc.reset_peak()
         results = await batch(dag, itertools.repeat(None, n), CONCURRENCY)
         peak = tracemalloc.get_traced_memory()[1]
-        gc.collect()  # garbage cycles left by the batch are not held by its results
-        held = tracemalloc.get_traced_memory()[0]
+        assert len(results) == n
+        gc.collect()
+        with_results = tracemalloc.get_traced_memory()[0]
+        del results
+        gc.collect()
+        held = with_results - tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    assert len(results) == n
-    del results
-    return peak - base, held - base
+    return peak - base, held
 
 
 async def run_invoke_many(out: Any, *, quick: bool) -> Ratio | None:
@@ -159,9 +161,9 @@ async def run_invoke_many(out: Any, *, quick: bool) -> Ratio | None:
             )
     out()
     out(
-        "tracemalloc, one batch each. Held by the results: what the returned list still holds "
-        "(one ExecutionResult per param, necessarily linear). Peak - results: the working set "
-        "of the batch itself, flat when the window is bounded."
+        "tracemalloc, one batch each. Held by the results: the memory freed by dropping the "
+        "returned list (one ExecutionResult per param, necessarily linear). Peak - results: "
+        "the working set of the batch itself, flat when the window is bounded."
     )
     out()
     return Ratio(statistics.median(per_round), min(per_round), max(per_round))

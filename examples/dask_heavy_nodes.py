@@ -20,7 +20,7 @@ import time
 from distributed import Client, LocalCluster
 
 from dagwire import Dag, ExecutionResult, Node, build_dag
-from dagwire.executors import ExecutorOption
+from dagwire.executors import ExecutorLike
 
 PARTS = 4
 Graph = tuple[Dag[int], list[Node[tuple[int, int]]], Node[int]]
@@ -42,7 +42,7 @@ def total(*parts: tuple[int, int]) -> int:
     return sum(count for count, _ in parts)
 
 
-def build(executor: ExecutorOption | None) -> Graph:
+def build(executor: ExecutorLike | None) -> Graph:
     """The graph: PARTS heavy nodes, one per slice of [0, limit), then their sum."""
     with build_dag(int, name="primes") as dag:
         heavy = [

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -25,8 +24,8 @@ import distributed
 import pytest
 
 from dagwire import DagDefinitionError, DagError, build_dag
-from dagwire.dask import call_on_client, is_client, is_client_executor
-from dagwire.executors import ExecutorOption, call_in_executor, is_executor
+from dagwire.dask import is_client, is_client_executor
+from dagwire.executors import ExecutorLike, Work, is_executor, submit
 
 dd: Any = distributed  # partly typed: used as Any (see the module docstring)
 
@@ -79,6 +78,11 @@ async def cluster() -> AsyncIterator[Any]:
 async def client(cluster: Any) -> AsyncIterator[Any]:
     async with dd.Client(cluster, asynchronous=True) as client:
         yield client
+
+
+def pending_on(client: Any) -> list[str]:
+    """Keys of the client's futures still pending (finished ones may linger until collected)."""
+    return [key for key, state in client.futures.items() if state.status == "pending"]
 
 
 async def worker_pids(client: Any) -> set[int]:
@@ -137,7 +141,7 @@ async def wait_for_client_tasks(client: Any) -> None:
 def test_a_client_is_an_executor_option_for_type_checkers() -> None:
     """Checked by mypy and pyright (the suite's typing step), not at run time."""
 
-    def accepts(client: distributed.Client) -> ExecutorOption:
+    def accepts(client: distributed.Client) -> ExecutorLike:
         return client
 
     assert callable(accepts)
@@ -153,22 +157,20 @@ async def test_a_client_and_its_executor_are_recognised(client: Any) -> None:
     assert not is_client_executor(client)
 
 
-# -- call_in_executor / call_on_client directly ------------------------------------------------
+# -- submit() directly ------------------------------------------------------------------------
 
 
 async def test_a_call_runs_on_a_worker_process(client: Any) -> None:
-    stopped: list[int] = []
-    pid, square = await call_in_executor(
-        client, where, (9,), on_stopped=lambda: stopped.append(threading.get_ident())
-    )
+    work = Work()
+    pid, square = await submit(work, client, where, 9)
     assert pid != os.getpid()
     assert pid in await worker_pids(client)
     assert square == 81
-    assert stopped == [threading.get_ident()]
+    assert not work.running
 
 
 async def test_a_call_through_the_clients_executor_runs_on_a_worker(client: Any) -> None:
-    pid, square = await call_in_executor(client.get_executor(pure=False), where, (4,))
+    pid, square = await submit(Work(), client.get_executor(pure=False), where, 4)
     assert pid != os.getpid()
     assert square == 16
 
@@ -176,14 +178,12 @@ async def test_a_call_through_the_clients_executor_runs_on_a_worker(client: Any)
 async def test_a_workers_exception_fails_the_call(client: Any) -> None:
     # The worker also logs "Compute Failed" (distributed.worker): Dask's logging, documented.
     with pytest.raises(Refused, match="on the worker"):
-        await call_in_executor(client, refuse, ("on the worker",))
+        await submit(Work(), client, refuse, "on the worker")
     await wait_until_the_scheduler_holds_no_task(client)
 
 
 async def test_equal_calls_are_not_merged(client: Any) -> None:
-    a, b = await asyncio.gather(
-        call_in_executor(client, token, (1,)), call_in_executor(client, token, (1,))
-    )
+    a, b = await asyncio.gather(submit(Work(), client, token, 1), submit(Work(), client, token, 1))
     assert a != b
 
 
@@ -197,17 +197,19 @@ async def test_cancelling_a_running_call_cancels_the_cluster_task(client: Any) -
         return future
 
     client.submit = spy  # to look at the Dask future we made
-    stopped: list[bool] = []
-    call = asyncio.ensure_future(
-        call_on_client(client, busy_for, (1.0,), on_stopped=lambda: stopped.append(True))
-    )
+    work = Work()
+    call = asyncio.ensure_future(submit(work, client, busy_for, 1.0))
     await asyncio.sleep(0.3)  # let it start on a worker
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
     (future,) = submitted
     assert future.status == "cancelled"
-    assert stopped == [True]  # the cluster dropped it (the worker still runs it: documented)
+    # The cluster dropped it (the worker still runs it: documented), so the call has stopped.
+    assert not work.running
+    stops: list[bool] = []
+    work.when_stopped(lambda: stops.append(True))
+    assert stops == [True]
     await wait_until_the_scheduler_holds_no_task(client)
     await wait_until_workers_are_idle(client)
 
@@ -215,20 +217,14 @@ async def test_cancelling_a_running_call_cancels_the_cluster_task(client: Any) -
 async def test_cancelling_a_call_through_the_executor_cancels_the_cluster_task(
     client: Any,
 ) -> None:
-    stopped: list[bool] = []
-    call = asyncio.ensure_future(
-        call_in_executor(
-            client.get_executor(pure=False),
-            busy_for,
-            (1.0,),
-            on_stopped=lambda: stopped.append(True),
-        )
-    )
+    work = Work()
+    call = asyncio.ensure_future(submit(work, client.get_executor(pure=False), busy_for, 1.0))
     await asyncio.sleep(0.3)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    assert stopped == [True]
+    assert not work.running
+    assert not pending_on(client)  # cancelled on the cluster, with no "never awaited" warning
     await wait_until_the_scheduler_holds_no_task(client)
     await wait_until_workers_are_idle(client)
 
@@ -240,7 +236,7 @@ async def test_a_synchronous_client_on_the_running_loop_is_refused(cluster: Any)
     try:
         await sync_client  # on its own loop's thread it starts like an asynchronous one
         with pytest.raises(DagDefinitionError, match="asynchronous=True"):
-            await call_in_executor(sync_client, where, (1,))
+            await submit(Work(), sync_client, where, 1)
     finally:
         await sync_client.close()
     await wait_for_client_tasks(sync_client)
@@ -249,15 +245,15 @@ async def test_a_synchronous_client_on_the_running_loop_is_refused(cluster: Any)
 async def test_a_synchronous_client_with_its_own_loop_thread_works(cluster: Any) -> None:
     sync_client = await asyncio.to_thread(dd.Client, cluster.scheduler_address)
     try:
-        pid, square = await call_in_executor(sync_client, where, (3,))
+        pid, square = await submit(Work(), sync_client, where, 3)
         assert pid != os.getpid()
         assert square == 9
-        call = asyncio.ensure_future(call_in_executor(sync_client, busy_for, (1.0,)))
+        call = asyncio.ensure_future(submit(Work(), sync_client, busy_for, 1.0))
         await asyncio.sleep(0.3)
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-        assert not sync_client.futures  # nothing left pending on the client
+        assert not pending_on(sync_client)  # cancelled on the cluster
     finally:
         await asyncio.to_thread(sync_client.close)
 
@@ -299,7 +295,7 @@ async def test_a_node_timeout_cancels_the_cluster_task(client: Any) -> None:
     with pytest.raises(DagError) as caught:
         await dag.invoke(None)
     assert isinstance(caught.value.failures["slow"], TimeoutError)
-    assert not client.futures  # the client holds no future: the task was cancelled, not leaked
+    assert not pending_on(client)  # the task was cancelled, not left running
     await wait_until_the_scheduler_holds_no_task(client)
     await wait_until_workers_are_idle(client)
 

@@ -1,6 +1,7 @@
-"""`dagwire.executors.call_in_executor` on a `ProcessPoolExecutor`: the call runs in another
-process, errors come back, the caller's context does not travel (documented), and after a
-cancellation `on_stopped` waits for a task that a worker process had already started.
+"""`dagwire.executors.submit` and `Work` on a `ProcessPoolExecutor` (the generic
+`concurrent.futures` path): the call runs in another process, errors come back, the caller's
+context does not travel (documented), a task a worker had started counts as running until it
+ends, a pending one never starts, and a call the pool cancels itself is a failure.
 
 Pools use the "spawn" start method: forking a process that has threads (the loop's thread pool)
 is unsafe and warns on 3.12+."""
@@ -8,6 +9,7 @@ is unsafe and warns on 3.12+."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import multiprocessing
 import os
@@ -18,7 +20,7 @@ from multiprocessing.synchronize import Event
 
 import pytest
 
-from dagwire.executors import call_in_executor
+from dagwire.executors import Work, submit
 
 REQUEST = contextvars.ContextVar("REQUEST", default="unset")
 SPAWN = multiprocessing.get_context("spawn")
@@ -66,22 +68,23 @@ def pool(events: tuple[Event, Event]) -> Iterator[ProcessPoolExecutor]:
     with ProcessPoolExecutor(
         max_workers=1, mp_context=SPAWN, initializer=_init, initargs=events
     ) as pool:
-        yield pool
+        try:
+            yield pool
+        finally:
+            events[1].set()  # whatever a test did: no worker may stay blocked
 
 
 async def test_runs_in_another_process(pool: ProcessPoolExecutor) -> None:
-    pid, x = await call_in_executor(pool, pid_and, (7,))
+    work = Work()
+    pid, x = await submit(work, pool, pid_and, 7)
     assert pid != os.getpid()
     assert x == 7
+    assert not work.running
 
 
 async def test_the_callables_exception_comes_back(pool: ProcessPoolExecutor) -> None:
-    stopped: list[bool] = []
     with pytest.raises(Rejected, match="no thanks"):
-        await call_in_executor(
-            pool, rejects, ("no thanks",), on_stopped=lambda: stopped.append(True)
-        )
-    assert stopped == [True]
+        await submit(Work(), pool, rejects, "no thanks")
 
 
 async def test_context_variables_do_not_travel_to_another_process(
@@ -89,15 +92,21 @@ async def test_context_variables_do_not_travel_to_another_process(
 ) -> None:
     token = REQUEST.set("from the caller")
     try:
-        assert await call_in_executor(pool, read_request, ()) == "unset"
+        assert await submit(Work(), pool, read_request) == "unset"
     finally:
         REQUEST.reset(token)
 
 
-async def test_cancelled_after_the_worker_started_waits_for_its_end(
+async def test_cancelled_after_the_worker_started_counts_as_running_until_its_end(
     pool: ProcessPoolExecutor, events: tuple[Event, Event]
 ) -> None:
     started, release = events
+    work = Work()
+    call = asyncio.ensure_future(submit(work, pool, blocks_until_released))
+    assert await asyncio.to_thread(started.wait, 60)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
     stopped = asyncio.Event()
     stopped_in: list[int] = []
 
@@ -105,24 +114,62 @@ async def test_cancelled_after_the_worker_started_waits_for_its_end(
         stopped_in.append(threading.get_ident())
         stopped.set()
 
-    call = asyncio.ensure_future(
-        call_in_executor(pool, blocks_until_released, (), on_stopped=on_stopped)
-    )
-    assert await asyncio.to_thread(started.wait, 60)
-    call.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await call
+    work.when_stopped(on_stopped)
     await asyncio.sleep(0.05)
-    assert not stopped.is_set(), "the worker process still runs the call"
+    assert work.running, "the worker process still runs the call"
+    assert not stopped.is_set()
     release.set()
     await stopped.wait()
     assert stopped_in == [threading.get_ident()]
     # the pool is usable again: the abandoned call did not break it
-    pid, _ = await call_in_executor(pool, pid_and, (1,))
+    pid, _ = await submit(Work(), pool, pid_and, 1)
     assert pid != os.getpid()
+
+
+async def test_a_pending_call_is_cancelled_and_never_runs(
+    pool: ProcessPoolExecutor, events: tuple[Event, Event]
+) -> None:
+    """One worker, blocked; the pool queues a couple of calls for it (marked running), the
+    rest are pending: the last one is abandoned before it starts."""
+    started, release = events
+    blocked = asyncio.ensure_future(submit(Work(), pool, blocks_until_released))
+    assert await asyncio.to_thread(started.wait, 60)
+    queued = [asyncio.ensure_future(submit(Work(), pool, pid_and, k)) for k in range(4)]
+    last = Work()
+    pending = asyncio.ensure_future(submit(last, pool, pid_and, 99))
+    await asyncio.sleep(0.05)
+    pending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    assert not last.running
+    stops: list[bool] = []
+    last.when_stopped(lambda: stops.append(True))
+    assert stops == [True]  # at once: it never started
+    release.set()
+    await blocked
+    assert [x for _, x in await asyncio.gather(*queued)] == [0, 1, 2, 3]
+
+
+async def test_a_call_the_pool_cancels_itself_is_a_failure_not_a_cancellation(
+    pool: ProcessPoolExecutor, events: tuple[Event, Event]
+) -> None:
+    started, release = events
+    blocked = asyncio.ensure_future(submit(Work(), pool, blocks_until_released))
+    assert await asyncio.to_thread(started.wait, 60)
+    queued = [asyncio.ensure_future(submit(Work(), pool, pid_and, k)) for k in range(6)]
+    await asyncio.sleep(0.05)
+    pool.shutdown(wait=False, cancel_futures=True)
+    release.set()
+    outcomes = await asyncio.gather(*queued, return_exceptions=True)
+    cancelled = [o for o in outcomes if isinstance(o, BaseException)]
+    assert cancelled, "the pool cancelled the calls it had not started"
+    for exc in cancelled:
+        assert isinstance(exc, concurrent.futures.CancelledError)
+        assert "cancelled the call" in str(exc)
+    await blocked
 
 
 async def test_an_unpicklable_callable_fails_the_call(pool: ProcessPoolExecutor) -> None:
     # pickle's own wording, which changes between Pythons: "Can't pickle/get local object"
     with pytest.raises(AttributeError, match="local object"):
-        await call_in_executor(pool, lambda: 1, ())
+        await submit(Work(), pool, lambda: 1)

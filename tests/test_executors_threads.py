@@ -1,6 +1,6 @@
-"""`dagwire.executors.call_in_executor` with threads: the loop's default pool and a
-`ThreadPoolExecutor`. Values, errors, the caller's context, and `on_stopped`: fired once, on the
-loop's thread, only when the work has really stopped (or will never start)."""
+"""`dagwire.executors.submit` and `Work` with threads: the loop's default pool and a
+`ThreadPoolExecutor`. Values, errors, the context the call is given, and when the work counts as
+stopped: only once the thread has really returned, or at once when it never started."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Literal
 
 import pytest
 
-from dagwire.executors import call_in_executor, call_via_future, is_executor
+from dagwire.executors import Work, is_executor, submit
 
 REQUEST = contextvars.ContextVar("REQUEST", default="unset")
 
@@ -30,7 +30,7 @@ def executor(request: pytest.FixtureRequest) -> Iterator[ThreadExecutor]:
 
 
 class Stops:
-    """An `on_stopped` callback that records each call and the thread it ran in."""
+    """A `when_stopped` callback that records each call and the thread it ran in."""
 
     def __init__(self) -> None:
         self.threads: list[int] = []
@@ -40,37 +40,35 @@ class Stops:
         self.threads.append(threading.get_ident())
         self.event.set()
 
-    @property
-    def count(self) -> int:
-        return len(self.threads)
-
 
 def add(a: int, b: int) -> int:
     return a + b
 
 
-async def test_returns_the_value_in_another_thread(executor: ThreadExecutor) -> None:
+async def test_returns_the_value_from_another_thread(executor: ThreadExecutor) -> None:
     def where(x: int) -> tuple[int, int]:
         return threading.get_ident(), x
 
-    ident, x = await call_in_executor(executor, where, (5,))
+    work = Work()
+    ident, x = await submit(work, executor, where, 5)
     assert ident != threading.get_ident()
     assert x == 5
+    assert not work.running
 
 
 async def test_raises_the_callables_exception(executor: ThreadExecutor) -> None:
     def broken() -> None:
         raise LookupError("in a thread")
 
-    stops = Stops()
+    work = Work()
     with pytest.raises(LookupError, match="in a thread"):
-        await call_in_executor(executor, broken, (), on_stopped=stops)
-    assert stops.threads == [threading.get_ident()]
+        await submit(work, executor, broken)
+    stops = Stops()
+    work.when_stopped(stops)
+    assert stops.threads == [threading.get_ident()]  # at once: it has stopped
 
 
-async def test_the_callers_context_travels_and_does_not_come_back(
-    executor: ThreadExecutor,
-) -> None:
+async def test_the_given_context_travels_and_nothing_comes_back(executor: ThreadExecutor) -> None:
     def read_and_set() -> str:
         seen = REQUEST.get()
         REQUEST.set("set in the thread")
@@ -78,24 +76,15 @@ async def test_the_callers_context_travels_and_does_not_come_back(
 
     token = REQUEST.set("from the caller")
     try:
-        assert await call_in_executor(executor, read_and_set, ()) == "from the caller"
-        assert await call_in_executor(executor, read_and_set, (), on_stopped=Stops()) == (
-            "from the caller"
-        )
+        context = contextvars.copy_context()
+        assert await submit(Work(), executor, read_and_set, context=context) == "from the caller"
         assert REQUEST.get() == "from the caller"
+        assert context[REQUEST] == "set in the thread"  # the copy, not the caller's context
     finally:
         REQUEST.reset(token)
 
 
-async def test_on_stopped_fires_once_on_the_loop_thread_before_returning(
-    executor: ThreadExecutor,
-) -> None:
-    stops = Stops()
-    assert await call_in_executor(executor, add, (2, 3), on_stopped=stops) == 5
-    assert stops.threads == [threading.get_ident()]
-
-
-async def test_cancelled_while_running_fires_on_stopped_only_when_the_thread_returns(
+async def test_cancelled_while_running_counts_as_running_until_the_thread_returns(
     executor: ThreadExecutor,
 ) -> None:
     started, release = threading.Event(), threading.Event()
@@ -107,111 +96,50 @@ async def test_cancelled_while_running_fires_on_stopped_only_when_the_thread_ret
         finished.append(True)
         return "dropped"
 
-    stops = Stops()
-    call = asyncio.ensure_future(call_in_executor(executor, blocks, (), on_stopped=stops))
-    await asyncio.to_thread(started.wait)
-    call.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await call
-    # The caller has gone, the thread still runs: the slot must still be held.
-    await asyncio.sleep(0.01)
-    assert stops.count == 0
-    release.set()
-    await stops.event.wait()
-    assert finished == [True]
-    assert stops.threads == [threading.get_ident()]
-
-
-async def test_cancelled_before_starting_never_runs_and_fires_at_once() -> None:
-    """A pool whose only thread is busy: the queued call is abandoned before it starts."""
-    release = threading.Event()
-    ran: list[str] = []
-
-    def busy() -> None:
-        release.wait()
-
-    def never() -> None:
-        ran.append("never")
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        first = asyncio.ensure_future(call_in_executor(pool, busy, ()))
-        stops = Stops()
-        queued = asyncio.ensure_future(call_in_executor(pool, never, (), on_stopped=stops))
-        await asyncio.sleep(0.01)
-        queued.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await queued
-        assert stops.threads == [threading.get_ident()]  # before the CancelledError arrived
-        release.set()
-        await first
-    assert ran == []  # the pool's shutdown ran every queued item: ours skipped the call
-
-
-async def test_call_via_future_on_a_thread_pool_cancels_a_pending_call() -> None:
-    """The generic `concurrent.futures` path: a pending future is cancelled, never runs."""
-    release = threading.Event()
-    ran: list[str] = []
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        first = asyncio.ensure_future(call_via_future(pool, release.wait, ()))
-        stops = Stops()
-        queued = asyncio.ensure_future(call_via_future(pool, ran.append, ("x",), stops))
-        await asyncio.sleep(0.01)
-        queued.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await queued
-        assert stops.count == 1
-        release.set()
-        assert await first is True
-    assert ran == []
-
-
-async def test_call_via_future_cancelled_while_running_waits_for_the_end() -> None:
-    started, release = threading.Event(), threading.Event()
-
-    def blocks() -> None:
-        started.set()
-        release.wait()
-
-    stops = Stops()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        call = asyncio.ensure_future(call_via_future(pool, blocks, (), stops))
+    work = Work()
+    call = asyncio.ensure_future(submit(work, executor, blocks))
+    try:
         await asyncio.to_thread(started.wait)
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
+        assert work.running  # the caller has gone; the thread still runs
+        stops = Stops()
+        work.when_stopped(stops)
         await asyncio.sleep(0.01)
-        assert stops.count == 0
-        release.set()
-        await stops.event.wait()
-    assert stops.threads == [threading.get_ident()]
-
-
-async def test_a_call_the_executor_cancels_itself_is_a_failure_not_a_cancellation() -> None:
-    import concurrent.futures
-
-    release = threading.Event()
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        first = asyncio.ensure_future(call_via_future(pool, release.wait, ()))
-        queued = asyncio.ensure_future(call_via_future(pool, add, (1, 2)))
-        await asyncio.sleep(0.01)
-        pool.shutdown(wait=False, cancel_futures=True)
-        with pytest.raises(concurrent.futures.CancelledError, match="cancelled the call"):
-            await queued
-        release.set()
-        assert await first is True
+        assert stops.threads == []
     finally:
-        release.set()
-        pool.shutdown(wait=True)
+        release.set()  # whatever failed above: no thread may stay blocked
+    await stops.event.wait()
+    assert finished == [True]
+    assert stops.threads == [threading.get_ident()]
+    assert not work.running
+    with pytest.raises(asyncio.CancelledError):
+        call.result()
 
 
-async def test_submit_failure_fires_on_stopped() -> None:
-    pool = ThreadPoolExecutor(max_workers=1)
-    pool.shutdown()
-    stops = Stops()
-    with pytest.raises(RuntimeError, match="shutdown"):
-        await call_via_future(pool, add, (1, 2), stops)
-    assert stops.count == 1
+async def test_cancelled_before_starting_never_runs_and_stops_at_once() -> None:
+    """A pool whose only thread is busy: the queued call is abandoned before it starts."""
+    release = threading.Event()
+    ran: list[str] = []
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = asyncio.ensure_future(submit(Work(), pool, release.wait))
+        work = Work()
+        queued = asyncio.ensure_future(submit(work, pool, ran.append, "never"))
+        try:
+            await asyncio.sleep(0.01)
+            queued.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await queued
+            assert not work.running
+            stops = Stops()
+            work.when_stopped(stops)
+            assert stops.threads == [threading.get_ident()]
+        finally:
+            release.set()
+        assert await first is True
+    assert ran == []  # the pool's shutdown ran every queued item: ours skipped the call
 
 
 def test_is_executor() -> None:
@@ -221,13 +149,6 @@ def test_is_executor() -> None:
             assert is_executor(value)
     for value in ("process", None, 3, Executor, object()):
         assert not is_executor(value)
-
-
-async def test_unknown_executor_values_are_refused() -> None:
-    with pytest.raises(ValueError, match="only string accepted is 'thread'"):
-        await call_in_executor("process", add, (1, 2))  # type: ignore[arg-type]  # deliberate misuse
-    with pytest.raises(TypeError, match="expected 'thread'"):
-        await call_in_executor(object(), add, (1, 2))  # type: ignore[arg-type]  # deliberate misuse
 
 
 def test_importing_dagwire_imports_neither_dask_nor_tqdm() -> None:

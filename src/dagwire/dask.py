@@ -34,14 +34,12 @@ import asyncio
 import sys
 from asyncio import CancelledError
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from .errors import DagDefinitionError
-from .executors import OnStopped, call_via_future, shielded_cancel
+from .executors import shielded
 
-__all__ = ["call_on_client", "is_client", "is_client_executor"]
-
-R = TypeVar("R")
+__all__ = ["call_on_client", "is_client", "is_client_executor", "runs_on"]
 
 
 def is_client(value: object) -> bool:
@@ -62,45 +60,34 @@ def is_client_executor(value: object) -> bool:
     return cfexecutor is not None and isinstance(value, cfexecutor.ClientExecutor)
 
 
-async def call_on_client(
-    client: Any,  # a distributed.Client; Any: distributed is an optional, partly typed extra
-    fn: Callable[..., R],
-    args: tuple[object, ...],
-    on_stopped: OnStopped | None = None,
-) -> R:
-    """``client.submit(fn, *args, pure=False)``, awaited; see `call_in_executor` for `on_stopped`.
+def runs_on(client: Any, loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `client`'s event loop is `loop` (else it runs its own, in a thread)."""
+    return client.loop is not None and client.loop.asyncio_loop is loop
 
-    On cancellation the task is cancelled on the cluster (``await client.cancel``, shielded: a
-    second cancellation does not cut it short; a failure to cancel is logged on the ``dagwire``
-    logger) before `CancelledError` propagates. A client whose loop is not the running loop (a
-    synchronous client with a loop thread of its own) goes through its executor. Raises
-    `DagDefinitionError` for a synchronous client whose loop is the running loop.
+
+async def call_on_client(client: Any, fn: Callable[..., object], args: tuple[Any, ...]) -> Any:
+    """``client.submit(fn, *args, pure=False)``, awaited, for a client on the running loop.
+
+    `client` is a `distributed.Client` (typed Any: distributed is an optional, partly typed
+    extra). On cancellation the task is cancelled on the cluster (``await client.cancel``,
+    shielded: a second cancellation does not cut it short; a failure to cancel is logged on the
+    ``dagwire`` logger) before `CancelledError` propagates. Raises `DagDefinitionError` for a
+    client created synchronously (``asynchronous=False``) on this loop.
     """
-    loop = asyncio.get_running_loop()
-    if client.loop is None or client.loop.asyncio_loop is not loop:
-        executor = client.get_executor(pure=False)
-        return await call_via_future(executor, fn, args, on_stopped, cancel_in_thread=True)
     if not getattr(client, "_asynchronous", True):  # the constructor's `asynchronous=` flag
         raise DagDefinitionError(
             f"executor={client!r} is a synchronous distributed.Client whose loop is the running "
             "event loop: its blocking calls would deadlock it; create it with "
             "distributed.Client(..., asynchronous=True) (and `await` it)"
         )
+    future = client.submit(fn, *args, pure=False)
     try:
-        future = client.submit(fn, *args, pure=False)
-    except BaseException:
-        if on_stopped is not None:
-            on_stopped()
-        raise
-    try:
-        return cast(R, await future)
+        return await future
     except CancelledError:
-        cancel = loop.create_task(client.cancel([future], asynchronous=True))
-        await shielded_cancel(cancel, f"Dask task {future.key!r}")
+        cancel = asyncio.get_running_loop().create_task(client.cancel([future], asynchronous=True))
+        await shielded(cancel, f"Dask task {future.key!r}")
         raise
     finally:
         # Now, not when the future is garbage: a traceback kept by the run's error holds this
         # frame, and with it the future, which would keep an erred task on the scheduler.
         future.release()
-        if on_stopped is not None:
-            on_stopped()
