@@ -18,6 +18,7 @@ import pytest
 
 from dagwire import Dag, DagDefinitionError, DagError, Limiter, build_dag
 from dagwire.batch import invoke_many
+from dagwire.events import Event, RunStarted
 
 
 class InFlight:
@@ -189,6 +190,15 @@ async def test_invoke_options_reach_every_run() -> None:
     with pytest.raises(TimeoutError) as caught:
         await invoke_many(dag, range(5), timeout=0.05)
     assert any("run #2" in note for note in caught.value.__notes__)
+
+
+async def test_observers_see_every_run() -> None:
+    dag = squares()
+    seen: list[Event] = []
+    await invoke_many(dag, range(4), concurrency=2, observers=[seen.append])
+    started = [e for e in seen if isinstance(e, RunStarted)]
+    assert len(started) == 4
+    assert len({e.run_id for e in started}) == 4
 
 
 async def test_an_iterable_that_raises_stops_the_batch() -> None:

@@ -19,6 +19,7 @@ from .errors import DagDefinitionError
 if TYPE_CHECKING:
     from .graph import Dag
     from .node import Node
+    from .report import Observer
     from .results import ExecutionResult
 
 __all__ = ["InvokeOptions", "Progress", "invoke_many"]
@@ -39,7 +40,9 @@ class InvokeOptions(TypedDict, total=False):
     max_concurrency: int | None
     targets: Iterable[Node[Any]] | None
     overrides: Mapping[Node[Any], object] | None
+    observers: Iterable[Observer]
     timeline: bool
+    resume_from: ExecutionResult[Any] | None
 
 
 async def invoke_many(
