@@ -29,12 +29,6 @@ from dagwire.executors import ExecutorLike, Work, is_executor, submit
 
 dd: Any = distributed  # partly typed: used as Any (see the module docstring)
 
-pytestmark = pytest.mark.filterwarnings(
-    # Raised by distributed's own shutdown when a worker process is closed while its event
-    # loop still holds a comm: not ours and not hidden by Dask either.
-    "default::ResourceWarning"
-)
-
 
 def where(x: int) -> tuple[int, int]:
     return os.getpid(), x * x
