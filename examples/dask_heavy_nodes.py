@@ -14,6 +14,7 @@ Needs ``pip install dagwire[dask]``. Run: python examples/dask_heavy_nodes.py
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 
@@ -82,6 +83,9 @@ async def main(limit: int = 200_000) -> None:
             asynchronous=True,
             dashboard_address=":0",  # None would still bind port 8787 (and fail if taken)
             host="127.0.0.1",
+            # Workers log at WARNING and up by default; while the cluster shuts down, a worker
+            # may log a failed heartbeat (with a traceback) to a scheduler already gone.
+            silence_logs=logging.CRITICAL,
         ) as cluster,
         Client(cluster, asynchronous=True) as client,
     ):

@@ -9,6 +9,7 @@ import itertools
 import logging
 import os
 import random
+import select
 import struct
 import sys
 import termios
@@ -280,14 +281,22 @@ async def test_progress_bar_draws_on_a_terminal(monkeypatch: pytest.MonkeyPatch)
     dag = squares()
     leader, follower = os.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    chunks: list[bytes] = []
     try:
         with os.fdopen(follower, "w", encoding="utf-8", closefd=False) as tty:
             monkeypatch.setattr(sys, "stderr", tty)
             results = await invoke_many(dag, range(10), progress=True)
-        drawn = os.read(leader, 1 << 16).decode("utf-8", "replace")
+        # Everything tqdm wrote is in the terminal's buffer: read it all (a read may return
+        # less than is there).
+        while select.select([leader], [], [], 0)[0]:
+            chunk = os.read(leader, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
     finally:
         os.close(follower)
         os.close(leader)
+    drawn = b"".join(chunks).decode("utf-8", "replace")
     assert len(results) == 10
     assert "10/10" in drawn
     assert dag.name in drawn
