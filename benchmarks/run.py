@@ -32,13 +32,24 @@ import bench_cache
 import bench_common
 import harness
 import runners as rmod
+import scale
 import sections
 import shapes
 from harness import Row, Workload
 from runners import EAGER_FLOOR, FLOOR, Runner, Skip
 
 TIMED_SHAPES = ("chain1000", "fan1000", "random1000", "endpoint_seq", "endpoint_conc")
-EXTRA = ("sleep", "options", "memory", "recursion", "build", "cache", *sections.SECTIONS)
+EXTRA = (
+    "sleep",
+    "options",
+    "memory",
+    "recursion",
+    "build",
+    "cache",
+    "invoke_many",
+    "heavy",
+    *sections.SECTIONS,
+)
 
 #: seconds before a run of the recursion section counts as hung
 RECURSION_TIMEOUT = 5.0
@@ -411,6 +422,7 @@ class Results:
     recursion: dict[str, str] | None = None
     options: float | None = None
     cache: bench_cache.CacheResults | None = None
+    invoke_many: scale.Ratio | None = None
     #: summary lines of the sections in sections.py
     targets: list[bench_common.Target] = field(default_factory=list[bench_common.Target])
 
@@ -487,6 +499,14 @@ def summary(out: Out, res: Results) -> None:
     if res.cache is not None:
         for what, ratio, spread, limit in bench_cache.summary_lines(res.cache):
             line(what, ratio, spread, limit)
+    if res.invoke_many is not None:
+        r = res.invoke_many
+        line(
+            "invoke_many: endpoint x 10,000 params, concurrency=100 / semaphore loop",
+            r.median,
+            f"{r.low:.2f}-{r.high:.2f}",
+            1.1,
+        )
     for t in res.targets:
         sections.summary_line(t, line, out, eager)
     if res.recursion is not None:
@@ -546,6 +566,10 @@ async def main_bench(args: argparse.Namespace, out: Out) -> None:
         res.cache = await bench_cache.run_cache(
             out, timing_table, repeat=cfg.repeat, seq=cfg.endpoint_seq, conc=cfg.endpoint_conc
         )
+    if "invoke_many" in only:
+        res.invoke_many = await scale.run_invoke_many(out, quick=args.quick)
+    if "heavy" in only:
+        await scale.run_heavy(out, quick=args.quick)
     res.targets += await sections.run(only, out, cfg)
     summary(out, res)
 

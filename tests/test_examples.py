@@ -18,6 +18,15 @@ EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if p.name != "__in
 EXPECTED: dict[str, list[str]] = {
     "ready_order.py": ["fast_a = 1", "total ="],
     "event_pipeline.py": ["moon: stored=True", "published:"],
+    "orchestrated_pipeline.py": [
+        "(at most 2 at once)",
+        "flaky succeeded on call 3",
+        "node_retrying flaky_task",
+        "breaker_changed check_inventory CLOSED -> OPEN",
+        "CircuitOpenError",
+    ],
+    "dask_heavy_nodes.py": ["heavy nodes ran in worker processes", "the event loop stayed free"],
+    "batch_progress.py": ["2000 runs, in input order: 1..2000", "20 runs failed"],
 }
 
 # Signs of a leaked task or an un-awaited coroutine that did not fail the program outright.

@@ -49,12 +49,12 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Generic, Literal, TypeAlias, TypedDict, TypeVar, Unpack, overload
 
 from .cache import Cache
 from .definition import NodeKind
+from .executors import ExecutorLike
 from .node import Node
 from .policies import CircuitBreaker, Limiter, Retry
 
@@ -79,7 +79,7 @@ class AddNodeOptions(TypedDict, total=False):
     fallback: object
     breaker: CircuitBreaker | None
     limiter: Limiter | None
-    executor: Executor | Literal["thread"] | None
+    executor: ExecutorLike | None
     pre: Callable[..., object] | None
     post: Callable[..., object] | None
     tags: Iterable[str]
@@ -97,7 +97,7 @@ class AddResourceOptions(TypedDict, total=False):
     fallback: object
     breaker: CircuitBreaker | None
     limiter: Limiter | None
-    executor: Executor | Literal["thread"] | None
+    executor: ExecutorLike | None
     pre: Callable[..., object] | None
     post: Callable[..., object] | None
     tags: Iterable[str]

@@ -16,12 +16,12 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Generic, Literal, TypeAlias, TypedDict, TypeVar, Unpack, overload
 
 from .cache import Cache
 from .definition import NodeKind
+from .executors import ExecutorLike
 from .node import Node
 from .policies import CircuitBreaker, Limiter, Retry
 
@@ -55,7 +55,7 @@ class AddNodeOptions(TypedDict, total=False):
     fallback: object
     breaker: CircuitBreaker | None
     limiter: Limiter | None
-    executor: Executor | Literal["thread"] | None
+    executor: ExecutorLike | None
     pre: Callable[..., object] | None
     post: Callable[..., object] | None
     tags: Iterable[str]
@@ -73,7 +73,7 @@ class AddResourceOptions(TypedDict, total=False):
     fallback: object
     breaker: CircuitBreaker | None
     limiter: Limiter | None
-    executor: Executor | Literal["thread"] | None
+    executor: ExecutorLike | None
     pre: Callable[..., object] | None
     post: Callable[..., object] | None
     tags: Iterable[str]

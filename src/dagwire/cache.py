@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import enum
 import logging
 import math
@@ -365,8 +364,9 @@ def copy_exception(exc: BaseException) -> BaseException:
     The copy has the same type, `args` and attributes (shallow: attribute values and the
     leaves of an exception group are shared), `__cause__`, `__context__`,
     `__suppress_context__`, traceback, and a list of its own holding the notes `exc` has now.
-    It is made as `copy.copy` makes it (the pickle protocol: a type controls it with
-    ``__reduce__`` or ``__copy__``); when that fails, the object is built with the type's
+    It is made as `copy.copy` makes it, from the type's own ``__reduce_ex__`` (the pickle
+    protocol; not the `copyreg` table, where libraries such as tblib, which Dask installs,
+    replace how every exception pickles); when that fails, the object is built with the type's
     ``__new__`` and given `exc`'s attributes without calling ``__init__`` (for types whose
     ``__init__`` takes other arguments than it stores in `args`). A type whose ``__copy__``
     returns the object itself, or that neither way can build, gets `exc` back.
@@ -374,7 +374,7 @@ def copy_exception(exc: BaseException) -> BaseException:
     cls = type(exc)
     dup: BaseException | None
     try:
-        dup = copy.copy(exc)
+        dup = _reconstructed(exc)
     except Exception:
         dup = None
     if dup is exc:
@@ -399,6 +399,28 @@ def copy_exception(exc: BaseException) -> BaseException:
     else:
         dup.__dict__.pop("__notes__", None)
     return dup
+
+
+def _reconstructed(exc: BaseException) -> BaseException | None:
+    """`copy.copy(exc)` as the exception's type defines it (``__copy__``, else
+    ``__reduce_ex__``), bypassing the `copyreg` dispatch table."""
+    own_copy = getattr(type(exc), "__copy__", None)
+    if own_copy is not None:
+        copied: BaseException = own_copy(exc)
+        return copied
+    reduced = exc.__reduce_ex__(2)
+    if not isinstance(reduced, tuple) or len(reduced) < 2:
+        return None
+    make, args, *rest = reduced
+    dup = make(*args)
+    state = rest[0] if rest else None
+    if state:
+        setstate = getattr(dup, "__setstate__", None)
+        if setstate is not None:
+            setstate(state)
+        elif isinstance(state, dict):
+            dup.__dict__.update(state)
+    return dup if isinstance(dup, BaseException) else None
 
 
 def _hashable(value: object) -> bool:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import enum
 import inspect
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Literal
 
 from .cache import Cache
+from .executors import ExecutorLike
 from .policies import CircuitBreaker, Limiter, Retry
 
 __all__ = ["NO_FALLBACK", "Const", "Hook", "NodeKind", "NodeOptions", "NodeSpec"]
@@ -50,7 +50,7 @@ class NodeOptions:
     fallback: object = NO_FALLBACK
     breaker: CircuitBreaker | None = None
     limiter: Limiter | None = None
-    executor: Executor | Literal["thread"] | None = None
+    executor: ExecutorLike | None = None
     pre: Hook | None = None
     post: Hook | None = None
     pre_takes_param: bool = False

@@ -12,10 +12,11 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, Unpack, overload
 
 from ._callables import callable_name, injects_param, is_async_callable
 from ._overloads import TypedAdders
+from .batch import InvokeOptions, Progress, invoke_many
 from .definition import Const, NodeKind, NodeOptions, NodeSpec
 from .errors import DagDefinitionError
 from .node import Node
@@ -554,6 +555,35 @@ class Dag(TypedAdders[P], Generic[P]):
                 "timeline": timeline,
                 "resume_from": resume_from,
             },
+        )
+
+    async def invoke_many(
+        self,
+        params: Iterable[P],
+        *,
+        concurrency: int = 8,
+        on_error: OnError = "raise",
+        progress: Progress = False,
+        **invoke_options: Unpack[InvokeOptions],
+    ) -> list[ExecutionResult[P]]:
+        """Run the graph once per element of `params`, at most `concurrency` runs at a time,
+        and return their results in the order of `params`.
+
+        The iterable is consumed lazily, so memory stays bounded for an iterable of any length
+        (beyond the returned list). `on_error="raise"`: the first run that raises stops the
+        batch (runs in flight are cancelled and clean up) and its exception is raised, with a
+        note giving the element's index; `"continue"`: every element gets its result, failed
+        runs included. `progress`: False, True for a tqdm bar (``pip install
+        dagwire[progress]``; silent when stderr is not a terminal), or a callable
+        ``(done, total)``. Other keyword options are those of `invoke`, for every run.
+        """
+        return await invoke_many(
+            self,
+            params,
+            concurrency=concurrency,
+            on_error=on_error,
+            progress=progress,
+            **invoke_options,
         )
 
     async def __call__(self, params: P) -> ExecutionResult[P]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor
 from typing import Any, Literal
 
 from ._callables import takes_argument
 from .cache import Cache
 from .definition import NO_FALLBACK, NodeOptions
 from .errors import DagDefinitionError
+from .executors import ExecutorLike, is_executor
 from .node import Node
 from .policies import CircuitBreaker, Limiter, Retry
 
@@ -26,7 +26,7 @@ def parse_options(
     fallback: object = NO_FALLBACK,
     breaker: CircuitBreaker | None = None,
     limiter: Limiter | None = None,
-    executor: Executor | Literal["thread"] | None = None,
+    executor: ExecutorLike | None = None,
     pre: Callable[..., object] | None = None,
     post: Callable[..., object] | None = None,
     tags: Iterable[str] = (),
@@ -54,9 +54,10 @@ def parse_options(
         raise DagDefinitionError(f"{what}: breaker= takes a CircuitBreaker, got {breaker!r}")
     if limiter is not None and not isinstance(limiter, Limiter):
         raise DagDefinitionError(f"{what}: limiter= takes a Limiter, got {limiter!r}")
-    if executor is not None and executor != "thread" and not isinstance(executor, Executor):
+    if executor is not None and not is_executor(executor):
         raise DagDefinitionError(
-            f"{what}: executor= takes 'thread' or a concurrent.futures.Executor, got {executor!r}"
+            f"{what}: executor= takes 'thread', a concurrent.futures.Executor or a Dask "
+            f"distributed.Client created with asynchronous=True, got {executor!r}"
         )
     if cache is not None:
         if not isinstance(cache, Cache):
