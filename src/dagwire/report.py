@@ -66,27 +66,34 @@ def make_reporter(
 
 @dataclass(slots=True)
 class _Times:
-    """One node's timeline while the run records it."""
+    """One node's timeline, recorded for `invoke(timeline=True)`."""
 
     start: float
     end: float = 0.0
     intervals: list[Interval] = field(default_factory=list[Interval])
-    open_since: float | None = None  # the attempt (or cleanup) under way began then
     cached: bool = False
     resumed: bool = False
 
 
 class Reporter:
-    """Turns what happens to one run's nodes into events and timeline entries."""
+    """Turns what happens to one run's nodes into events and timeline entries.
+
+    Each transition reads the clock once, so events and the timeline agree; the timeline is
+    kept only when the run was invoked with `timeline=True`.
+    """
 
     __slots__ = (
         "broken",
+        "cached_nodes",
         "covered",
+        "dag",
         "feed",
         "observers",
+        "open",
         "run",
+        "run_id",
+        "specs",
         "started_at",
-        "timeline",
         "times",
     )
 
@@ -95,13 +102,22 @@ class Reporter:
     ) -> None:
         self.run = run
         self.observers = tuple(observers)
-        self.timeline = timeline  # the result gets the timings (invoke(timeline=True))
         self.feed = feed
         self.started_at = time.perf_counter()
-        # Per node: its timeline (always kept: event durations are read from it).
-        self.times: dict[int, _Times] = {}
+        self.dag = run.dag.name
+        self.run_id = run.run_id
+        self.specs = run.plan.specs
+        # When each node's attempt (or cleanup) under way began, for durations.
+        self.open: list[float | None] = [None] * len(self.specs)
+        self.times: dict[int, _Times] | None = {} if timeline else None
         self.covered: dict[int, BaseException] = {}  # failures a fallback covered
+        self.cached_nodes: set[int] = set()  # values taken from a Cache
         self.broken: set[int] = set()  # observers (by position) that raised in this run
+
+    @property
+    def timeline(self) -> bool:
+        """Whether the result gets the timings (the run was invoked with timeline=True)."""
+        return self.times is not None
 
     def now(self) -> float:
         return time.perf_counter() - self.started_at
@@ -122,41 +138,37 @@ class Reporter:
                         extra=self.run.log_extra(),
                     )
 
-    def _node_event(self, cls: Callable[..., Event], i: int, now: float, **fields: object) -> None:
-        if self.observers:
-            run = self.run
-            spec = run.plan.specs[i]
-            self.emit(
-                cls(
-                    dag=run.dag.name,
-                    run_id=run.run_id,
-                    node=spec.name,
-                    time=now,
-                    attempt=fields.pop("attempt", run.attempts.get(i, 1)),
-                    tags=spec.tags,
-                    **fields,
-                )
-            )
-
     # -- the run ---------------------------------------------------------------------------
 
     def run_started(self, resumed: Iterable[int]) -> None:
-        run = self.run
         if self.observers:
-            self.emit(RunStarted(dag=run.dag.name, run_id=run.run_id, time=0.0))
+            self.emit(RunStarted(dag=self.dag, run_id=self.run_id, time=0.0))
         for i in resumed:
-            self.times[i] = _Times(0.0, 0.0, resumed=True)
-            self._node_event(NodeSucceeded, i, 0.0, resumed=True, attempt=0, duration=0.0)
+            if self.times is not None:
+                self.times[i] = _Times(0.0, 0.0, resumed=True)
+            if self.observers:
+                spec = self.specs[i]
+                self.emit(
+                    NodeSucceeded(
+                        dag=self.dag,
+                        run_id=self.run_id,
+                        node=spec.name,
+                        time=0.0,
+                        attempt=0,
+                        duration=0.0,
+                        tags=spec.tags,
+                        resumed=True,
+                    )
+                )
             self._complete(i, None, 0.0)
 
     def run_finished(self, error: BaseException | None, *, ok: bool) -> None:
         if self.observers:
-            run = self.run
             now = self.now()
             self.emit(
                 RunFinished(
-                    dag=run.dag.name,
-                    run_id=run.run_id,
+                    dag=self.dag,
+                    run_id=self.run_id,
                     time=now,
                     duration=now,
                     error=error,
@@ -164,40 +176,72 @@ class Reporter:
                 )
             )
 
-    # -- nodes (each transition reads the clock once: events and timeline agree) ----------
+    # -- nodes -----------------------------------------------------------------------------
 
     def node_began(self, i: int) -> None:
-        self.times[i] = _Times(self.now())
+        if self.times is not None:
+            self.times[i] = _Times(self.now())
 
     def attempt_started(self, i: int, attempt: int) -> None:
         now = self.now()
-        self.times[i].open_since = now
-        self._node_event(NodeStarted, i, now, attempt=attempt)
+        self.open[i] = now
+        if self.times is not None and i not in self.times:
+            self.times[i] = _Times(now)
+        if self.observers:
+            spec = self.specs[i]
+            self.emit(
+                NodeStarted(
+                    dag=self.dag,
+                    run_id=self.run_id,
+                    node=spec.name,
+                    time=now,
+                    attempt=attempt,
+                    tags=spec.tags,
+                )
+            )
 
-    def _close_attempt(self, i: int, outcome: str, now: float) -> float | None:
-        """End the node's open attempt in the timeline; its duration, None if none was open."""
-        times = self.times.get(i)
-        if times is None or times.open_since is None:
+    def _close(self, i: int, outcome: str, now: float) -> float | None:
+        """End node i's open attempt; its duration, None if none was open."""
+        since = self.open[i]
+        if since is None:
             return None
-        since = times.open_since
-        attempt = self.run.attempts.get(i, 1)
-        times.intervals.append(Interval("attempt", attempt, since, now, outcome))
-        times.open_since = None
+        self.open[i] = None
+        if self.times is not None:
+            interval = Interval("attempt", self.run.attempts.get(i, 1), since, now, outcome)
+            self.times[i].intervals.append(interval)
         return now - since
+
+    def _node_event(
+        self, cls: Callable[..., Event], i: int, now: float, attempt: int, **fields: object
+    ) -> None:
+        spec = self.specs[i]
+        self.emit(
+            cls(
+                dag=self.dag,
+                run_id=self.run_id,
+                node=spec.name,
+                time=now,
+                attempt=attempt,
+                tags=spec.tags,
+                **fields,
+            )
+        )
 
     def retrying(self, i: int, attempt: int, delay: float, error: BaseException) -> None:
         now = self.now()
-        duration = self._close_attempt(i, "retrying", now)
-        self._node_event(
-            NodeRetrying, i, now, attempt=attempt, delay=delay, duration=duration, error=error
-        )
+        duration = self._close(i, "retrying", now)
+        if self.observers:
+            fields = {"delay": delay, "duration": duration, "error": error}
+            self._node_event(NodeRetrying, i, now, attempt, **fields)
 
     def recovered(self, i: int, error: BaseException) -> None:
         self.covered[i] = error
 
     def cached(self, i: int) -> None:
-        now = self.now()
-        self.times.setdefault(i, _Times(now, now)).cached = True
+        self.cached_nodes.add(i)
+        if self.times is not None:
+            now = self.now()
+            self.times.setdefault(i, _Times(now, now)).cached = True
 
     def node_ended(self, i: int) -> None:
         """Node i's outcome is recorded: the event that ends its last attempt (or, for a node
@@ -205,40 +249,63 @@ class Reporter:
         run = self.run
         now = self.now()
         status = run.status[i]
-        times = self.times.get(i)
-        if status is NodeStatus.SKIPPED:
-            error: BaseException | None = run.skips.get(i) if run.skips is not None else None
-            self._complete(i, error, now)
-            cause = run.causes.get(i)
-            name = None if cause is None else run.plan.specs[cause].name
-            duration = self._close_attempt(i, "skipped", now)  # a body that raised Skip
-            attempt = run.attempts.get(i, 1) if duration is not None else 0
-            fields = {"cause": name, "attempt": attempt, "duration": duration, "error": error}
-            self._node_event(NodeSkipped, i, now, **fields)
-            return
+        attempt = run.attempts.get(i, 1)
+        observed = bool(self.observers)
         if status is NodeStatus.SUCCEEDED:
             error = self.covered.get(i)
             self._complete(i, error, now)
             if error is not None:
-                duration = self._close_attempt(i, "recovered", now)
-                self._node_event(NodeFailed, i, now, recovered=True, error=error, duration=duration)
+                duration = self._close(i, "recovered", now)
+                if observed:
+                    fields = {"recovered": True, "error": error, "duration": duration}
+                    self._node_event(NodeFailed, i, now, attempt, **fields)
             else:
-                cached = times is not None and times.cached
-                duration = self._close_attempt(i, "succeeded", now)
-                if duration is None and cached:
+                duration = self._close(i, "succeeded", now)
+                cached = i in self.cached_nodes
+                if cached and duration is None:
                     duration = 0.0  # a hit: no attempt ran
-                self._node_event(NodeSucceeded, i, now, cached=cached, duration=duration)
+                if observed:
+                    spec = self.specs[i]
+                    self.emit(
+                        NodeSucceeded(
+                            dag=self.dag,
+                            run_id=self.run_id,
+                            node=spec.name,
+                            time=now,
+                            attempt=attempt,
+                            duration=duration,
+                            tags=spec.tags,
+                            cached=cached,
+                        )
+                    )
         elif status is NodeStatus.FAILED:
             error = run.failed.get(i)
             self._complete(i, error, now)
-            duration = self._close_attempt(i, "failed", now)
-            self._node_event(NodeFailed, i, now, error=error, duration=duration)
+            duration = self._close(i, "failed", now)
+            if observed:
+                self._node_event(NodeFailed, i, now, attempt, error=error, duration=duration)
+        elif status is NodeStatus.SKIPPED:
+            error = run.skips.get(i) if run.skips is not None else None
+            self._complete(i, error, now)
+            cause = run.causes.get(i)
+            duration = self._close(i, "skipped", now)  # a body that raised Skip
+            if observed:
+                fields = {
+                    "cause": None if cause is None else self.specs[cause].name,
+                    "duration": duration,
+                    "error": error,
+                }
+                self._node_event(
+                    NodeSkipped, i, now, attempt if duration is not None else 0, **fields
+                )
+            return
         else:  # CANCELLED
             self._complete(i, None, now)
-            duration = self._close_attempt(i, "cancelled", now)
-            self._node_event(NodeCancelled, i, now, duration=duration)
-        if times is not None:
-            times.end = now
+            duration = self._close(i, "cancelled", now)
+            if observed:
+                self._node_event(NodeCancelled, i, now, attempt, duration=duration)
+        if self.times is not None and i in self.times:
+            self.times[i].end = now
 
     # -- the items of an add_map node, reported as nodes named "name[index]" -------------
 
@@ -276,7 +343,7 @@ class Reporter:
         self.emit(self._item_event(cls, i, k, now, attempt, **fields))
 
     def item_name(self, i: int, k: int) -> str:
-        return f"{self.run.plan.specs[i].name}[{k}]"
+        return f"{self.specs[i].name}[{k}]"
 
     def _item_event(
         self,
@@ -287,14 +354,13 @@ class Reporter:
         attempt: int,
         **fields: object,
     ) -> Event:
-        run = self.run
         return cls(
-            dag=run.dag.name,
-            run_id=run.run_id,
+            dag=self.dag,
+            run_id=self.run_id,
             node=self.item_name(i, k),
             time=now,
             attempt=attempt,
-            tags=run.plan.specs[i].tags,
+            tags=self.specs[i].tags,
             **fields,
         )
 
@@ -307,28 +373,35 @@ class Reporter:
             self.feed(NodeCompletion(node, status, value, error, now))
 
     def emit_breaker(self, i: int, old: BreakerState, new: BreakerState) -> None:
-        self._node_event(BreakerChanged, i, self.now(), old=old, new=new)
+        if self.observers:
+            attempt = self.run.attempts.get(i, 1)
+            self._node_event(BreakerChanged, i, self.now(), attempt, old=old, new=new)
 
     # -- cleanups --------------------------------------------------------------------------
 
     def cleanup_started(self, i: int) -> None:
         now = self.now()
-        self.times.setdefault(i, _Times(now, now)).open_since = now  # after every attempt
-        self._node_event(CleanupStarted, i, now, attempt=0)
+        self.open[i] = now  # (after every attempt of the node)
+        if self.times is not None:
+            self.times.setdefault(i, _Times(now, now))
+        if self.observers:
+            self._node_event(CleanupStarted, i, now, 0)
 
     def cleanup_finished(self, i: int, error: BaseException | None) -> None:
-        times = self.times[i]
-        now, since = self.now(), times.open_since or 0.0
-        outcome = "ok" if error is None else "failed"
-        times.intervals.append(Interval("cleanup", 0, since, now, outcome))
-        times.open_since = None
-        self._node_event(CleanupFinished, i, now, attempt=0, duration=now - since, error=error)
+        now = self.now()
+        since = self.open[i] or now
+        self.open[i] = None
+        if self.times is not None:
+            outcome = "ok" if error is None else "failed"
+            self.times[i].intervals.append(Interval("cleanup", 0, since, now, outcome))
+        if self.observers:
+            self._node_event(CleanupFinished, i, now, 0, duration=now - since, error=error)
 
     # -- the result ------------------------------------------------------------------------
 
     def timings(self) -> list[NodeTiming]:
         run = self.run
-        specs, status = run.plan.specs, run.status
+        specs, status = self.specs, run.status
         return [
             NodeTiming(
                 specs[i].name,
@@ -340,7 +413,7 @@ class Reporter:
                 t.cached,
                 t.resumed,
             )
-            for i, t in self.times.items()
+            for i, t in (self.times or {}).items()
         ]
 
 
