@@ -8,7 +8,7 @@ import inspect
 import reprlib
 import typing
 from collections.abc import Callable
-from types import CoroutineType
+from types import CoroutineType, FunctionType, MethodType
 
 from .errors import DagDefinitionError
 from .node import Node
@@ -21,6 +21,7 @@ __all__ = [
     "is_async_callable",
     "kind_from_annotation",
     "node_kind",
+    "plain_facts",
     "refuse_called",
     "resource_kind",
     "short_name",
@@ -238,6 +239,50 @@ def _short(value: object) -> str:
     if isinstance(value, Node):
         return value.name
     return _repr.repr(value)
+
+
+_CO_COROUTINE = inspect.CO_COROUTINE
+_CO_GENERATORS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+_CO_VARARGS = inspect.CO_VARARGS
+
+
+def plain_facts(fn: object, n_inputs: int) -> tuple[str, int, bool] | None:
+    """``(qualname, code flags, inject)`` of a plain function (or a bound method of one) that
+    can be called with `n_inputs` inputs (and the invoke parameter when `inject`), read
+    straight from its code object; None when only the complete path can tell.
+
+    That path (`inspect.signature`, which also follows `__wrapped__` and `__signature__`) is
+    half of the cost of adding a node, and most nodes are plain functions, so they take this
+    one. A function with anything in its `__dict__` (`functools.wraps`, `__signature__`,
+    `inspect.markcoroutinefunction`) and every refusal go the complete way, which gives the
+    same answers and the error messages.
+    """
+    if type(fn) is FunctionType:
+        func, bound = fn, 0
+    elif type(fn) is MethodType and type(fn.__func__) is FunctionType:
+        func, bound = fn.__func__, 1
+    else:
+        return None
+    if func.__dict__:
+        return None
+    code = func.__code__
+    flags = code.co_flags
+    positional = code.co_argcount
+    defaults = func.__defaults__
+    required = positional - len(defaults) if defaults else positional
+    if code.co_kwonlyargcount:
+        names = code.co_varnames[positional : positional + code.co_kwonlyargcount]
+        given = func.__kwdefaults__ or {}
+        if any(name not in given for name in names):
+            return None  # required keyword-only parameters: refused on the complete path
+    if bound:  # `self` is filled already
+        positional -= 1
+        required = max(required - 1, 0)
+    if required == n_inputs + 1:
+        return func.__qualname__, flags, True
+    if required > n_inputs or (n_inputs > positional and not flags & _CO_VARARGS):
+        return None  # wrong arity: refused on the complete path
+    return func.__qualname__, flags, False
 
 
 def _signature(fn: Callable[..., object]) -> inspect.Signature | None:

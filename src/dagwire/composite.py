@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from asyncio import CancelledError
 from collections.abc import Awaitable
-from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
@@ -68,7 +67,7 @@ async def map_items(
     items = list(first)
     if is_graph(spec.fn):  # each item runs the sub-graph, observed like this run
         graph = cast("Dag[Any]", spec.fn)
-        spec = replace(spec, fn=partial(graph_call, graph, inherited_observers(run)))
+        spec = spec._replace(fn=partial(graph_call, graph, inherited_observers(run)))
     results: list[object] = [None] * len(items)
     window = opts.limit or max(len(items), 1)
     if run.reporter is not None:

@@ -9,10 +9,12 @@ Data flows one way: `Dag` collects frozen `NodeSpec`s; `freeze()` compiles them 
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Generic, Literal, Never, TypeVar, overload
+from inspect import CO_ASYNC_GENERATOR, CO_COROUTINE, CO_GENERATOR
+from typing import Any, Generic, Literal, Never, TypeVar, cast, overload
 
 from . import _docs
 from ._callables import (
@@ -20,11 +22,12 @@ from ._callables import (
     injects_param,
     is_async_callable,
     node_kind,
+    plain_facts,
     refuse_called,
     resource_kind,
 )
 from ._overloads import TypedAdders
-from .definition import Const, NodeKind, NodeOptions, NodeSpec
+from .definition import Const, NodeKind, NodeOptions, NodeSpec, upstream
 from .errors import DagDefinitionError
 from .node import Node
 from .options import (
@@ -73,6 +76,16 @@ def _default_name(fn: Callable[..., object]) -> str:
     return name if isinstance(name, str) else callable_name(fn)
 
 
+# NodeSpec(*fields) without the keyword handling of its __new__ (the fast path's one record).
+_new_spec = cast(
+    Callable[[tuple[object, ...]], NodeSpec],
+    functools.partial(tuple.__new__, NodeSpec),  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+)
+
+# Generator functions are resources: add_node refuses them (on the checked path, which explains).
+_REFUSED_BY_ADD_NODE = CO_GENERATOR | CO_ASYNC_GENERATOR
+
+
 def _join_body() -> None:
     return None
 
@@ -114,7 +127,7 @@ class Dag(TypedAdders[P], Generic[P]):
         self._specs: list[NodeSpec] = []
         self._handles: list[Node[Any]] = []
         self._by_name: dict[str, int] = {}
-        self._suffix: dict[str, int] = {}  # default name -> last suffix tried (linear build)
+        self._suffix: dict[str, int] = {}  # default name -> last suffix given (linear build)
         self._plan: Plan | None = None
         self._params: Node[P] = self._append(
             "params", NodeKind.PARAMS, None, (), inject=False, after=(), options=None
@@ -216,10 +229,14 @@ class Dag(TypedAdders[P], Generic[P]):
                     f"a node named {wanted!r} already exists in {self!r}: choose another name"
                 )
             return wanted
-        name, k = default, self._suffix.get(default, 0)
-        if k:
-            name = f"{default}_{k}"
-        while name in self._by_name:
+        by_name = self._by_name
+        if default not in by_name:
+            return default
+        # Later nodes of one function get _1, _2, ...: start after the last suffix given, so
+        # that a graph of n nodes of one function is built in O(n), not O(n^2).
+        k = self._suffix.get(default, 0) + 1
+        name = f"{default}_{k}"
+        while name in by_name:
             k += 1
             name = f"{default}_{k}"
         self._suffix[default] = k
@@ -239,7 +256,8 @@ class Dag(TypedAdders[P], Generic[P]):
         tags: tuple[str, ...] = (),
     ) -> Node[Any]:
         index = len(self._specs)
-        spec = NodeSpec(index, name, kind, fn, args, inject, after, options, is_async, tags)
+        deps = upstream(args, inject, after)
+        spec = NodeSpec(index, name, kind, fn, args, inject, after, options, is_async, tags, deps)
         self._specs.append(spec)
         self._by_name[name] = index
         handle: Node[Any] = Node(self, index, name)
@@ -260,6 +278,78 @@ class Dag(TypedAdders[P], Generic[P]):
         return tuple(self._spec(n, f"{what}, after=").index for n in nodes)
 
     def _add(
+        self,
+        kind: NodeKind,
+        fn: Callable[..., object],
+        inputs: Sequence[object],
+        options: Mapping[str, Any],
+        limit: int | None = None,
+    ) -> Node[Any]:
+        # The common case first: a plain function, handles of this graph, no options. Anything
+        # else, and every mistake, takes `_add_checked`, which checks (and explains) it all.
+        if options or self._plan is not None or kind is NodeKind.MAP:
+            return self._add_checked(kind, fn, inputs, options, limit)
+        facts = plain_facts(fn, len(inputs))
+        if facts is None:
+            return self._add_checked(kind, fn, inputs, options)
+        name, flags, inject = facts
+        call = kind is NodeKind.CALL
+        if flags & (_REFUSED_BY_ADD_NODE if call else CO_COROUTINE):  # explained there
+            return self._add_checked(kind, fn, inputs, options)
+        nodes = cast("Sequence[Node[Any]]", inputs)  # checked: all of them, or _add_mixed
+        refs: tuple[int, ...] = tuple(
+            [node._index for node in nodes if type(node) is Node and node._dag is self]
+        )
+        if len(refs) != len(inputs):  # a constant, or another graph's node, among the inputs
+            return self._add_mixed(kind, fn, inputs, name, flags, inject)
+        # deps: distinct upstream nodes, the params node last when injected
+        deps = (*refs, 0) if inject and 0 not in refs else refs
+        if len(deps) > 1 and len(set(deps)) < len(deps):  # one node given twice
+            deps = tuple(dict.fromkeys(deps))
+        by_name = self._by_name
+        if name in by_name:
+            name = self._unique_name(None, name)
+        specs = self._specs
+        index = len(specs)
+        is_async = call and flags & CO_COROUTINE != 0
+        specs.append(_new_spec((index, name, kind, fn, refs, inject, (), None, is_async, (), deps)))
+        by_name[name] = index
+        handle: Node[Any] = Node(self, index, name)
+        self._handles.append(handle)
+        return handle
+
+    def _add_mixed(
+        self,
+        kind: NodeKind,
+        fn: Callable[..., object],
+        inputs: Sequence[object],
+        name: str,
+        flags: int,
+        inject: bool,
+    ) -> Node[Any]:
+        """`_add` for a plain function given constants among its inputs (or another graph's
+        node, which `_add_checked` explains)."""
+        refs: list[int | Const] = []
+        for value in inputs:
+            if not _is_node(value):
+                refs.append(Const(value))
+            elif type(value) is Node and value._dag is self:
+                refs.append(value._index)
+            else:
+                return self._add_checked(kind, fn, inputs, {})
+        args = tuple(refs)
+        return self._append(
+            self._unique_name(None, name),
+            kind,
+            fn,
+            args,
+            inject=inject,
+            after=(),
+            options=None,
+            is_async=kind is NodeKind.CALL and flags & CO_COROUTINE != 0,
+        )
+
+    def _add_checked(
         self,
         kind: NodeKind,
         fn: Callable[..., object],
