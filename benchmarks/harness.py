@@ -392,33 +392,6 @@ async def _traced_run(runner: Runner, invoke: Invoke) -> tuple[Any, int, int]:
     return value, base, peak
 
 
-def time_build(
-    builders: Sequence[tuple[str, Callable[[], Any]]], *, repeat: int = 3
-) -> list[tuple[str, list[float], str | None]]:
-    """Median build time of each builder (GC disabled while timing)."""
-    out: list[tuple[str, list[float], str | None]] = []
-    for name, build in builders:
-        samples: list[float] = []
-        err: str | None = None
-        for _ in range(repeat):
-            gc.collect()
-            try:
-                with gc_disabled():
-                    t0 = time.perf_counter()
-                    obj = build()
-                    t1 = time.perf_counter()
-            except Skip as e:
-                err = f"skipped: {e}"
-                break
-            except Exception as e:
-                err = describe_error(e)
-                break
-            del obj
-            samples.append(t1 - t0)
-        out.append((name, samples, err))
-    return out
-
-
 def floor_median(rows: Sequence[Row]) -> float | None:
     for r in rows:
         if r.runner == FLOOR and r.ok:

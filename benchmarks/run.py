@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_cache
 import bench_common
+import build
 import harness
 import runners as rmod
 import scale
@@ -64,7 +65,7 @@ class Config:
     endpoint_conc: int = 1000
     sleep_graphs: int = 20
     options_repeat: int = 15
-    build_nodes: int = 10_000
+    build_repeat: int = 9
 
 
 QUICK = Config(
@@ -74,7 +75,7 @@ QUICK = Config(
     endpoint_conc=250,
     sleep_graphs=4,
     options_repeat=3,
-    build_nodes=10_000,
+    build_repeat=3,
 )
 
 
@@ -309,41 +310,60 @@ async def run_recursion(out: Out, runners: Sequence[Runner]) -> dict[str, str]:
     return dagwire
 
 
-def run_build(out: Out, cfg: Config, runners: Sequence[Runner]) -> None:
-    graphs = [shapes.chain(cfg.build_nodes), shapes.random_dag(cfg.build_nodes)]
-    out(f"### build: {cfg.build_nodes:,}-node graphs")
+def run_build(out: Out, cfg: Config) -> dict[str, tuple[float, float | None, list[float]]]:
+    """Build time per node of every builder on every shape, then dagwire's freeze scaling.
+
+    Returns, per shape, dagwire's median µs/node, async-dag's (None if it cannot run) and the
+    per-round dagwire / async-dag ratios."""
+    graphs = build.build_shapes()
+    rows = build.measure(graphs, repeat=cfg.build_repeat)
+    out("### build: time to build a graph, per node")
     out()
-    out("| builder | graph | median ms | min ms | max ms | µs/node |")
-    out("|---|---|---:|---:|---:|---:|")
+    out("| shape | builder | median µs/node | min | max | × floor | × async_dag |")
+    out("|---|---|---:|---:|---:|---:|---:|")
+    found: dict[str, tuple[float, float | None, list[float]]] = {}
     for g in graphs:
-        builders: list[tuple[str, Callable[[], Any]]] = []
-        for r in runners:
-            if r.name == "dagwire":
-
-                def build_dw(g: shapes.Graph = g) -> Any:
-                    reason = rmod.dagwire_status()
-                    if reason:
-                        raise Skip(reason)
-                    return rmod.build_dagwire(g)
-
-                builders.append(("dagwire (build + freeze)", build_dw))
-            elif r.name in (FLOOR, "sdax", "async_dag"):
-                builders.append((r.name, lambda r=r, g=g: r.prepare(g)))
-        for name, samples, err in harness.time_build(builders):
-            if err or not samples:
-                out(f"| {name} | {g.name} | {err} | | | |")
+        mine = [r for r in rows if r.graph is g]
+        by = {r.builder: r for r in mine if r.error is None and r.samples}
+        fl, ad = by.get(build.FLOOR), by.get(build.ASYNC_DAG)
+        for r in mine:
+            if r.error is not None or not r.samples:
+                out(f"| {g.name} | {r.builder} | {r.error or 'no samples'} | | | | |")
                 continue
-            med = statistics.median(samples)
-            out(
-                f"| {name} | {g.name} | {med * 1e3:.1f} | {min(samples) * 1e3:.1f} "
-                f"| {max(samples) * 1e3:.1f} | {med * 1e6 / g.n:.2f} |"
-            )
+            cells = [_us(r.median), _us(min(r.samples)), _us(max(r.samples))]
+            cells.append(f"{r.median / fl.median:.2f}" if fl else "")
+            cells.append(f"{r.median / ad.median:.2f}" if ad else "")
+            out(f"| {g.name} | {r.builder} | " + " | ".join(cells) + " |")
+        dw = by.get(build.DAGWIRE)
+        if dw is not None:
+            paired = [a / b for a, b in zip(dw.samples, ad.samples, strict=False)] if ad else []
+            found[g.name] = (dw.median * 1e6, ad.median * 1e6 if ad else None, paired)
     out()
     out(
-        "Not part of any invoke timing; GC disabled while timing; 3 samples. The floor's "
-        "build is its precomputation (argument getters, dependents, in-degrees)."
+        "Each builder turns the shape's input indices into its own handles, as user code does; "
+        "dagwire's time includes freeze(), async-dag's its sort on leaving build_dag(), sdax's "
+        "build(). The floor only appends each node's function and input handles to lists. "
+        f"distinct1000: random1000's inputs, every node its own separately compiled function "
+        f"with exactly its inputs as parameters. {cfg.build_repeat} interleaved rounds; GC off "
+        "inside a sample; endpoint samples build it 200 times."
     )
     out()
+    scaling = build.freeze_scaling(repeat=max(3, cfg.build_repeat // 3))
+    out("### build: dagwire build + freeze, 1,000 vs 10,000 nodes")
+    out()
+    out("| shape | µs/node at 1,000 | µs/node at 10,000 | 10,000 / 1,000 |")
+    out("|---|---:|---:|---:|")
+    by_name = {r.graph.name: r for r in scaling if r.samples}
+    for kind in ("chain", "random"):
+        a, b = by_name.get(f"{kind}1000"), by_name.get(f"{kind}10000")
+        if a is None or b is None:
+            out(f"| {kind} | n/a | n/a | |")
+            continue
+        out(f"| {kind} | {_us(a.median)} | {_us(b.median)} | {b.median / a.median:.2f} |")
+    out()
+    out("Linear means the per-node cost does not grow with the graph: a ratio near 1.")
+    out()
+    return found
 
 
 def header(out: Out, title: str) -> None:
@@ -422,6 +442,7 @@ class Results:
     recursion: dict[str, str] | None = None
     options: float | None = None
     cache: bench_cache.CacheResults | None = None
+    build: dict[str, tuple[float, float | None, list[float]]] | None = None
     invoke_many: scale.Ratio | None = None
     #: summary lines of the sections in sections.py
     targets: list[bench_common.Target] = field(default_factory=list[bench_common.Target])
@@ -499,6 +520,14 @@ def summary(out: Out, res: Results) -> None:
     if res.cache is not None:
         for what, ratio, spread, limit in bench_cache.summary_lines(res.cache):
             line(what, ratio, spread, limit)
+    if res.build is not None:
+        for shape, (dw, ad, paired) in res.build.items():
+            if sys.version_info >= (3, 12):
+                spread = f"{min(paired):.2f}-{max(paired):.2f}" if paired else ""
+                ratio = dw / ad if ad else None
+                line(f"build {shape}: dagwire / async-dag, per node", ratio, spread, 1.0)
+            else:
+                line(f"build {shape}: dagwire µs per node (3.11)", dw, "", 5.0)
     if res.invoke_many is not None:
         r = res.invoke_many
         line(
@@ -561,7 +590,7 @@ async def main_bench(args: argparse.Namespace, out: Out) -> None:
     if "recursion" in only:
         res.recursion = await run_recursion(out, runners)
     if "build" in only:
-        run_build(out, cfg, runners)
+        res.build = run_build(out, cfg)
     if "cache" in only:
         res.cache = await bench_cache.run_cache(
             out, timing_table, repeat=cfg.repeat, seq=cfg.endpoint_seq, conc=cfg.endpoint_conc
@@ -635,6 +664,18 @@ async def main_check(args: argparse.Namespace, out: Out) -> int:
             line += f" (skipped: {skipped})" if results else f"skipped: {skipped}"
         out(line)
     failures += await bench_cache.check(out)
+    built: list[str] = []
+    for name, builder in build.BUILDERS:
+        try:
+            for g in (shapes.endpoint(), build.distinct(50)):
+                builder(g)
+            built.append(f"{name}: ok")
+        except Skip as e:
+            built.append(f"{name}: skipped ({e})")
+        except Exception as e:
+            failures += 1
+            built.append(f"{name}: FAILED {harness.describe_error(e)}")
+    out("  build                " + ", ".join(built))
     failures += await sections.check(out)
     out("check: " + ("OK" if not failures else f"{failures} failure(s)"))
     return 1 if failures else 0

@@ -249,7 +249,7 @@ async def test_pre_is_not_bounded_by_the_node_timeout() -> None:
         await asyncio.sleep(0.05)
         log.append("pre")
 
-    def body() -> int:
+    async def body() -> int:
         log.append("body")
         return 7
 

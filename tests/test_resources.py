@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from dagwire import DagError, NodeStatus, Retry, build_dag
+from dagwire import Dag, DagDefinitionError, DagError, NodeStatus, Retry, build_dag
 
 # What each resource saw at its exit: ("exit", name, exception or None).
 Seen = list[tuple[str, str, BaseException | None]]
@@ -328,16 +328,14 @@ async def test_factory_returning_something_else_is_a_clear_error(returned: Any) 
     assert "context manager" in str(err)
 
 
-async def test_async_function_factory_is_rejected_without_a_never_awaited_warning() -> None:
+def test_async_function_factory_is_rejected_at_build_time() -> None:
     async def not_a_cm() -> int:
         return 1
 
     wrong: Any = not_a_cm  # deliberately not a resource factory
-    with build_dag() as dag:
+    dag = Dag[None]()
+    with pytest.raises(DagDefinitionError, match=r"async function that returns a value"):
         dag.add_resource(wrong, name="coro")
-    with pytest.raises(DagError) as info:
-        await dag.invoke(None)
-    assert isinstance(info.value.failures["coro"], TypeError)
 
 
 # -- the run's failure reaches resources ---------------------------------------------------

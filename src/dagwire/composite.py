@@ -6,9 +6,9 @@ Each builds on `calls.attempts`, the attempts of one body with the node's per-ca
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from asyncio import CancelledError
 from collections.abc import Awaitable
-from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
@@ -69,7 +69,7 @@ async def map_items(
     items = list(first)
     if is_graph(spec.fn):  # each item runs the sub-graph, observed like this run
         graph = cast("Dag[Any]", spec.fn)
-        spec = replace(spec, fn=partial(graph_call, graph, inherited_observers(run)))
+        spec = spec._replace(fn=partial(graph_call, graph, inherited_observers(run)))
     results: list[object] = [None] * len(items)
     window = opts.limit or max(len(items), 1)
     if run.reporter is not None:
@@ -171,7 +171,7 @@ class SharedCall:
         self.where = where
 
     def attempt_started(self, attempt: int) -> None:
-        set_where(replace(self.where, attempt=attempt))
+        set_where(dataclasses.replace(self.where, attempt=attempt))
 
     def retrying(self, attempt: int, delay: float, error: Exception) -> None:
         pass

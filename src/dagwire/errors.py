@@ -1,4 +1,7 @@
-"""The exceptions dagwire raises, in one place so users can import them from the package root."""
+"""The exceptions dagwire raises, in one place so users can import them from the package root.
+
+Every one survives `pickle` with its message and attributes, so it can cross a process pool.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,12 @@ __all__ = [
 
 
 class DagDefinitionError(Exception):
-    """A graph was built or used wrongly: the message says what was wrong and what to do."""
+    """A graph was built or used wrongly: the message says what was wrong and what to do.
+
+    Raised while building (a wrong arity, an option that cannot work on that kind of callable,
+    a node of another graph, a taken name, a frozen graph) and when a graph or result is used
+    wrongly (invoking a graph that is not frozen, reading a result with another graph's node).
+    """
 
 
 class Skip(Exception):
@@ -40,11 +48,16 @@ class Skip(Exception):
 
 
 class RetryableError(Exception):
-    """Base class for errors that the default `Retry` policy retries."""
+    """Base class for errors that the default `Retry` policy retries.
+
+    Raise it (or a subclass) from a node body to mark a failure as worth retrying: the default
+    `Retry.on` is ``(TimeoutError, ConnectionError, RetryableError)``.
+    """
 
 
 class CircuitOpenError(Exception):
-    """A call was refused because its circuit breaker is open."""
+    """A call was refused because its `CircuitBreaker` is open (or half-open with its one trial
+    call already running). The node fails with it, or takes its `fallback=`."""
 
 
 class NodeCancelledError(Exception):
@@ -62,10 +75,13 @@ class NodeCancelledError(Exception):
 
 
 class DagError(ExceptionGroup[Exception]):
-    """Every node failure and cleanup failure of one run.
+    """Every node failure and cleanup failure of one run, raised by `invoke` (fail-fast mode)
+    and by `ExecutionResult.raise_for_errors()`.
 
-    Each exception carries a note naming its node and phase, so `except* ValueError` and
+    An `ExceptionGroup`: `exceptions` holds the node exceptions themselves, each with a note
+    naming its node and phase (``node 'x' failed in body``), so `except* ValueError` and
     tracebacks both work. `failures` maps node names to the first exception of that node.
+    Failures covered by `fallback=` are not in it.
     """
 
     _failures: Mapping[str, Exception]
@@ -90,11 +106,21 @@ class DagError(ExceptionGroup[Exception]):
 
     @property
     def failures(self) -> Mapping[str, Exception]:
+        """Node name -> the first exception of that node (read-only); every exception of the
+        run, cleanup failures included, is in `exceptions`."""
         return self._failures
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # The default reduction rebuilds from (message, exceptions) and a __dict__ holding a
+        # mappingproxy, which cannot be pickled: rebuild with the failures instead.
+        state = {k: v for k, v in vars(self).items() if k != "_failures"}
+        return (type(self), (self.message, list(self.exceptions), dict(self._failures)), state)
+
     def derive(self, excs: Sequence[Exception]) -> DagError:  # type: ignore[override]  # narrower
-        # Called by split()/subgroup() (and so by `except*`): keep the type and the
-        # failures that are still present in the subgroup.
+        """A `DagError` with the same message over `excs`, keeping the `failures` among them.
+
+        Called by `split()`/`subgroup()`, and so by `except*`: the parts stay `DagError`s.
+        """
         kept = {name: exc for name, exc in self._failures.items() if exc in excs}
         return DagError(self.message, excs, kept)
 
@@ -107,7 +133,12 @@ _WHY_NO_RESULT = {
 
 
 class NodeNotCompletedError(Exception):
-    """A result was asked of a node that did not succeed in that run."""
+    """A result was asked of a node that did not succeed in that run (`result[node]`).
+
+    `node_name` is the node's name and `status` its `NodeStatus` in that run. When the node
+    failed, its exception is this error's `__cause__` (on the raising side; like every
+    `__cause__`, it is not pickled).
+    """
 
     def __init__(self, node_name: str, status: NodeStatus, *, has_cause: bool = False) -> None:
         why = " (its exception is the __cause__ of this error)" if has_cause else ""
@@ -117,3 +148,14 @@ class NodeNotCompletedError(Exception):
         )
         self.node_name = node_name
         self.status = status
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Rebuilt from its message (the default would call __init__ with the message alone).
+        return (_not_completed, (str(self), self.node_name, self.status), vars(self))
+
+
+def _not_completed(message: str, node_name: str, status: NodeStatus) -> NodeNotCompletedError:
+    exc = NodeNotCompletedError.__new__(NodeNotCompletedError, message)
+    Exception.__init__(exc, message)
+    exc.node_name, exc.status = node_name, status
+    return exc

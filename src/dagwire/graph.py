@@ -9,18 +9,37 @@ Data flows one way: `Dag` collects frozen `NodeSpec`s; `freeze()` compiles them 
 
 from __future__ import annotations
 
-import inspect
+import functools
+import itertools
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Generic, Literal, TypeVar, Unpack, overload
+from inspect import CO_ASYNC_GENERATOR, CO_COROUTINE, CO_GENERATOR
+from typing import Any, Generic, Literal, Never, TypeVar, Unpack, cast, overload
 
-from ._callables import callable_name, injects_param, is_async_callable
+from . import _docs
+from ._callables import (
+    callable_name,
+    injects_param,
+    is_async_callable,
+    node_kind,
+    plain_facts,
+    refuse_called,
+    resource_kind,
+)
 from ._overloads import TypedAdders
 from .batch import InvokeOptions, Progress, invoke_many
-from .definition import Const, NodeKind, NodeOptions, NodeSpec
+from .definition import Const, NodeKind, NodeOptions, NodeSpec, upstream
 from .errors import DagDefinitionError
 from .node import Node
-from .options import parse_options
+from .options import (
+    MAP_OPTIONS,
+    NODE_OPTIONS,
+    RESOURCE_OPTIONS,
+    parse_options,
+    parse_tags,
+    refuse_join_options,
+    refuse_misfits,
+)
 from .plan import Plan, compile_plan
 from .report import Feed, Observer
 from .results import ExecutionResult, NodeCompletion
@@ -42,6 +61,10 @@ _VERBS = {
     NodeKind.MAP: "add_map",
     NodeKind.GRAPH: "add_node",
 }
+
+
+# The options each method takes (add_node's for a sub-graph too).
+_OPTIONS = {NodeKind.RESOURCE: RESOURCE_OPTIONS, NodeKind.MAP: MAP_OPTIONS}
 
 
 def _is_dag(fn: object) -> bool:
@@ -70,6 +93,16 @@ def _default_name(fn: Callable[..., object]) -> str:
     return name if isinstance(name, str) else callable_name(fn)
 
 
+# NodeSpec(*fields) without the keyword handling of its __new__ (the fast path's one record).
+_new_spec = cast(
+    Callable[[tuple[object, ...]], NodeSpec],
+    functools.partial(tuple.__new__, NodeSpec),  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+)
+
+# Generator functions are resources: add_node refuses them (on the checked path, which explains).
+_REFUSED_BY_ADD_NODE = CO_GENERATOR | CO_ASYNC_GENERATOR
+
+
 def _join_body() -> None:
     return None
 
@@ -79,11 +112,28 @@ def _is_node(value: object) -> bool:
     return isinstance(value, Node)
 
 
+_unnamed = itertools.count(1)  # default graph names: dag-1, dag-2, ... (one process)
+
+
 class Dag(TypedAdders[P], Generic[P]):
-    """A graph of nodes. Build it, `freeze()` it (or let `build_dag` do it), then invoke it."""
+    """A graph of nodes over an invoke parameter of type `P`.
+
+    Build it with `add_node`, `add_resource`, `add_immediate_node` and `join` (or in a
+    `with build_dag(P) as dag:` block), `freeze()` it, then run it any number of times, also
+    concurrently, with `await dag.invoke(params)` (or `await dag(params)`).
+
+    `name` labels the graph in messages, errors and pictures; without one it is called
+    ``dag-N``, N counting the unnamed graphs made in this process, so that two graphs are
+    never confused in a message. Raises `DagDefinitionError` for a name that is not a
+    non-empty `str`.
+    """
 
     def __init__(self, *, name: str | None = None, observers: Iterable[Observer] = ()) -> None:
-        self._name = name or "dag"
+        if name is None:
+            name = f"dag-{next(_unnamed)}"
+        elif not isinstance(name, str) or not name:
+            raise DagDefinitionError(f"Dag(name={name!r}): the name must be a non-empty str")
+        self._name = name
         self._observers = tuple(observers)
         for observer in self._observers:
             if not callable(observer):
@@ -94,7 +144,7 @@ class Dag(TypedAdders[P], Generic[P]):
         self._specs: list[NodeSpec] = []
         self._handles: list[Node[Any]] = []
         self._by_name: dict[str, int] = {}
-        self._suffix: dict[str, int] = {}  # default name -> last suffix tried (linear build)
+        self._suffix: dict[str, int] = {}  # default name -> last suffix given (linear build)
         self._plan: Plan | None = None
         self._params: Node[P] = self._append(
             "params", NodeKind.PARAMS, None, (), inject=False, after=(), options=None
@@ -109,27 +159,36 @@ class Dag(TypedAdders[P], Generic[P]):
 
     @property
     def name(self) -> str:
+        """The graph's name: the `name=` given, or ``dag-N`` (see the class docstring)."""
         return self._name
 
     @property
     def params(self) -> Node[P]:
-        """The invoke parameter as a node: `result[dag.params]` is the parameter."""
+        """The invoke parameter as a node (named ``params``): pass it as an input to receive
+        the parameter explicitly; `result[dag.params]` is the parameter of that run. One
+        handle: `dag.params is dag.params`."""
         return self._params
 
     @property
     def nodes(self) -> tuple[Node[Any], ...]:
+        """Every node in the order added, `dag.params` first (a new tuple on each access)."""
         return tuple(self._handles)
 
     def node(self, name: str) -> Node[Any]:
-        """The node called `name`; `KeyError` if there is none."""
+        """The node called `name`. Raises `KeyError` if there is none."""
         return self._handles[self._by_name[name]]
 
     @property
     def frozen(self) -> bool:
+        """True once `freeze()` ran: no node can be added, and the graph can be invoked."""
         return self._plan is not None
 
     def __repr__(self) -> str:
-        return f"<Dag {self._name!r}: {len(self._specs)} nodes{', frozen' if self.frozen else ''}>"
+        n = len(self._specs)
+        return (
+            f"<Dag {self._name!r}: {n} node{'' if n == 1 else 's'}"
+            f"{', frozen' if self.frozen else ''}>"
+        )
 
     def to_mermaid(self) -> str:
         """The graph as a Mermaid flowchart (text, newline-ended); works before `freeze()` too.
@@ -187,10 +246,14 @@ class Dag(TypedAdders[P], Generic[P]):
                     f"a node named {wanted!r} already exists in {self!r}: choose another name"
                 )
             return wanted
-        name, k = default, self._suffix.get(default, 0)
-        if k:
-            name = f"{default}_{k}"
-        while name in self._by_name:
+        by_name = self._by_name
+        if default not in by_name:
+            return default
+        # Later nodes of one function get _1, _2, ...: start after the last suffix given, so
+        # that a graph of n nodes of one function is built in O(n), not O(n^2).
+        k = self._suffix.get(default, 0) + 1
+        name = f"{default}_{k}"
+        while name in by_name:
             k += 1
             name = f"{default}_{k}"
         self._suffix[default] = k
@@ -210,7 +273,8 @@ class Dag(TypedAdders[P], Generic[P]):
         tags: tuple[str, ...] = (),
     ) -> Node[Any]:
         index = len(self._specs)
-        spec = NodeSpec(index, name, kind, fn, args, inject, after, options, is_async, tags)
+        deps = upstream(args, inject, after)
+        spec = NodeSpec(index, name, kind, fn, args, inject, after, options, is_async, tags, deps)
         self._specs.append(spec)
         self._by_name[name] = index
         handle: Node[Any] = Node(self, index, name)
@@ -238,40 +302,100 @@ class Dag(TypedAdders[P], Generic[P]):
         options: Mapping[str, Any],
         limit: int | None = None,
     ) -> Node[Any]:
+        # The common case first: a plain function, handles of this graph, no options. Anything
+        # else, and every mistake, takes `_add_checked`, which checks (and explains) it all.
+        if options or self._plan is not None or kind is NodeKind.MAP:
+            return self._add_checked(kind, fn, inputs, options, limit)
+        facts = plain_facts(fn, len(inputs))
+        if facts is None:
+            return self._add_checked(kind, fn, inputs, options)
+        name, flags, inject = facts
+        call = kind is NodeKind.CALL
+        if flags & (_REFUSED_BY_ADD_NODE if call else CO_COROUTINE):  # explained there
+            return self._add_checked(kind, fn, inputs, options)
+        nodes = cast("Sequence[Node[Any]]", inputs)  # checked: all of them, or _add_mixed
+        refs: tuple[int, ...] = tuple(
+            [node._index for node in nodes if type(node) is Node and node._dag is self]
+        )
+        if len(refs) != len(inputs):  # a constant, or another graph's node, among the inputs
+            return self._add_mixed(kind, fn, inputs, name, flags, inject)
+        # deps: distinct upstream nodes, the params node last when injected
+        deps = (*refs, 0) if inject and 0 not in refs else refs
+        if len(deps) > 1 and len(set(deps)) < len(deps):  # one node given twice
+            deps = tuple(dict.fromkeys(deps))
+        by_name = self._by_name
+        if name in by_name:
+            name = self._unique_name(None, name)
+        specs = self._specs
+        index = len(specs)
+        is_async = call and flags & CO_COROUTINE != 0
+        specs.append(_new_spec((index, name, kind, fn, refs, inject, (), None, is_async, (), deps)))
+        by_name[name] = index
+        handle: Node[Any] = Node(self, index, name)
+        self._handles.append(handle)
+        return handle
+
+    def _add_mixed(
+        self,
+        kind: NodeKind,
+        fn: Callable[..., object],
+        inputs: Sequence[object],
+        name: str,
+        flags: int,
+        inject: bool,
+    ) -> Node[Any]:
+        """`_add` for a plain function given constants among its inputs (or another graph's
+        node, which `_add_checked` explains)."""
+        refs: list[int | Const] = []
+        for value in inputs:
+            if not _is_node(value):
+                refs.append(Const(value))
+            elif type(value) is Node and value._dag is self:
+                refs.append(value._index)
+            else:
+                return self._add_checked(kind, fn, inputs, {})
+        args = tuple(refs)
+        return self._append(
+            self._unique_name(None, name),
+            kind,
+            fn,
+            args,
+            inject=inject,
+            after=(),
+            options=None,
+            is_async=kind is NodeKind.CALL and flags & CO_COROUTINE != 0,
+        )
+
+    def _add_checked(
+        self,
+        kind: NodeKind,
+        fn: Callable[..., object],
+        inputs: Sequence[object],
+        options: Mapping[str, Any],
+        limit: int | None = None,
+    ) -> Node[Any]:
         verb = _VERBS[kind]
+        resource = kind is NodeKind.RESOURCE
         self._check_open(verb)
         if not callable(fn):
+            refuse_called(f"{verb}()", fn, f"dag.{verb}({{call}})")
             raise DagDefinitionError(
                 f"{verb}() needs a callable as its first argument, got {fn!r}; "
                 "constants go in add_immediate_node() or as inputs"
             )
-        if kind is not NodeKind.RESOURCE and inspect.isasyncgenfunction(fn):
-            raise DagDefinitionError(
-                f"{callable_name(fn)} is an async generator function: a generator that yields a "
-                "value and then cleans up is a resource. Use dag.add_resource() instead."
-            )
-        what = f"{verb}({callable_name(fn)})"
-        try:
-            parsed = parse_options(what, **options)
-        except TypeError as exc:
-            raise DagDefinitionError(f"{what}: {exc}") from None
-        name, after, tags, node_options = parsed
-        if kind is NodeKind.RESOURCE and options.get("cache") is not None:
-            raise DagDefinitionError(
-                f"{what}: cache= applies to add_node only: a resource is set up and cleaned up "
-                "by each run; cache the node that computes from it instead"
-            )
-        if kind is not NodeKind.RESOURCE and options.get("release", "end") != "end":
-            raise DagDefinitionError(
-                f"{what}: release= applies to resources only; use dag.add_resource() for a "
-                "value that must be released"
-            )
+        fname = _default_name(fn)
+        what = f"{verb}({fname})"
+        shape = resource_kind(fn) if resource else node_kind(fn)
+        name: str | None = None
+        after: Node[Any] | Iterable[Node[Any]] = ()
+        tags: tuple[str, ...] = ()
+        node_options: NodeOptions | None = None
+        if options:  # most nodes have none: skip parsing them
+            valid = _OPTIONS.get(kind, NODE_OPTIONS)
+            name, after, tags, node_options = parse_options(what, options, valid)
+            if node_options is not None:
+                refuse_misfits(what, fn, shape, node_options)
         if kind is NodeKind.MAP:
-            if options.get("cache") is not None:
-                raise DagDefinitionError(
-                    f"{what}: cache= is not supported on add_map; map over a function whose "
-                    "own node is cached, or cache the items' source"
-                )
             node_options = replace(node_options or NodeOptions(), limit=limit)
         if _is_dag(fn):
             _check_sub_graph(fn, what, options)
@@ -280,14 +404,14 @@ class Dag(TypedAdders[P], Generic[P]):
         refs = self._input_refs(inputs, what)
         inject = injects_param(fn, len(inputs), what=what)
         return self._append(
-            self._unique_name(name, _default_name(fn)),
+            self._unique_name(name, fname),
             kind,
             fn,
             refs,
             inject=inject,
-            after=self._after_refs(after, what),
+            after=self._after_refs(after, what) if after else (),
             options=node_options,
-            is_async=kind is not NodeKind.RESOURCE and is_async_callable(fn),
+            is_async=not resource and is_async_callable(fn),
             tags=tags,
         )
 
@@ -330,7 +454,12 @@ class Dag(TypedAdders[P], Generic[P]):
         return self._add(NodeKind.MAP, fn, inputs, options, limit=limit)
 
     def add_immediate_node(self, value: T, *, name: str | None = None) -> Node[T]:
-        """A constant node: its value is `value` in every run."""
+        """A constant node: `value` is its result in every run (the same object, not a copy).
+
+        `name` defaults to ``immediate`` (then ``immediate_1``, ...). Raises
+        `DagDefinitionError` if the graph is frozen or `name` is taken. A plain value passed
+        as an input to `add_node` is a constant as well, without a node of its own.
+        """
         self._check_open("add_immediate_node")
         return self._append(
             self._unique_name(name, "immediate"),
@@ -342,21 +471,43 @@ class Dag(TypedAdders[P], Generic[P]):
             options=None,
         )
 
-    def join(self, *nodes: Node[Any], name: str | None = None) -> Node[None]:
-        """A barrier: succeeds (with value None) once every node in `nodes` has succeeded."""
+    def join(
+        self,
+        *nodes: Node[Any],
+        name: str | None = None,
+        tags: Iterable[str] = (),
+        **refused: Never,
+    ) -> Node[None]:
+        """A barrier: succeeds, with value None, once every node in `nodes` has succeeded.
+
+        Use it as an input or in `after=` to wait for a group of nodes. In continue mode a
+        join over a failed node is SKIPPED. `name` defaults to ``join`` (then ``join_1``, ...);
+        `tags` are labels (strings) carried into events and pictures, readable as
+        `node.tags`. A join runs no code, so it takes no other option: `timeout=`, `retry=`,
+        `pre=` and the rest are refused with `DagDefinitionError` (put them on the nodes it
+        waits for), as are a node of another graph and a frozen graph.
+        """
         self._check_open("join")
+        what = "join()" if name is None else f"join(name={name!r})"
+        if refused:
+            refuse_join_options(what, refused)
         return self._append(
             self._unique_name(name, "join"),
             NodeKind.JOIN,
             _join_body,
             (),
             inject=False,
-            after=self._after_refs(nodes, "join()"),
+            after=self._after_refs(nodes, what),
             options=None,
+            tags=parse_tags(what, tags) if tags else (),
         )
 
     def freeze(self) -> None:
-        """Validate and compile the graph. After this it is immutable and can be invoked."""
+        """Validate and compile the graph; afterwards it is immutable and can be invoked.
+
+        Idempotent. `build_dag` calls it when its `with` block exits without an exception.
+        Time and memory are linear in nodes plus edges.
+        """
         if self._plan is None:
             self._plan = compile_plan(tuple(self._specs))
 
@@ -364,6 +515,9 @@ class Dag(TypedAdders[P], Generic[P]):
 
     @property
     def plan(self) -> Plan:
+        """The compiled plan (internal to the run; its shape is not part of the API).
+
+        Raises `DagDefinitionError` if the graph is not frozen."""
         if self._plan is None:
             raise DagDefinitionError(
                 f"{self!r} is not frozen: call dag.freeze() (or build it in a "
@@ -389,34 +543,53 @@ class Dag(TypedAdders[P], Generic[P]):
     ) -> ExecutionResult[P]:
         """Run the graph once with `params` and return its `ExecutionResult`.
 
-        Every node starts as soon as its inputs and `after=` nodes have succeeded. Options:
+        Every node starts as soon as its inputs and `after=` nodes have succeeded. Any number
+        of invokes of one frozen graph may run at once; they share nothing per run. `params`
+        is not type-checked at run time (only by the type checkers, against `P`).
 
-        - `timeout` (seconds, default None): bounds the node bodies of the whole run; on expiry
-          running nodes are cancelled, cleanup still runs, then `TimeoutError` is raised (its
-          `__cause__` is the run's `DagError` if nodes had failed).
-        - `on_error` (default "raise"): "raise" fails fast (the first failure cancels the
-          running nodes, no node starts, cleanup runs, `DagError` is raised); "continue" runs
-          every node that does not depend on a failure, marks the dependents of failed nodes
-          SKIPPED and returns a result whose `ok` is False.
-        - `max_concurrency` (int >= 1, default None): at most this many node bodies of this run
-          at once.
-        - `targets` (nodes of this graph, default None: every node): run only what these need.
-          Nodes outside the run stay PENDING.
-        - `overrides` ({node: value}, default None): take those nodes as done with that value;
-          nothing upstream of them runs unless something else needs it.
-        - `observers` (callables taking one `dagwire.events.Event`, default none): called for
-          this run's events, after the graph's own observers.
-        - `timeline` (default False): record per-node start/end times and intervals, read by
-          `result.timeline()` and the run pictures (two clock reads per node).
-        - `resume_from` (an `ExecutionResult` of this graph, default None): take every node that
-          SUCCEEDED there as done with its value, except resources and nodes with cleanups
-          (`post=`), which run again when something that runs needs them.
+        Arguments:
+            params: the invoke parameter, passed to nodes that take it and to hooks.
+            timeout: float | None = None
+                How long, in seconds, the node bodies of the whole run may take. When it
+                fires, running nodes are cancelled, cleanup still runs (each cleanup bounded by
+                its own `cleanup_timeout=`), then `TimeoutError` is raised (its `__cause__` is
+                the run's `DagError` if nodes had failed). Must be > 0.
+            on_error: "raise" | "continue" = "raise"
+                "raise" (fail-fast): the first failure cancels the running nodes, no new node
+                starts, cleanup runs, and `DagError` is raised. "continue": nodes that do not
+                depend on a failure keep running, the dependents of failed nodes are SKIPPED,
+                and the result is returned (`result.ok` is False; `raise_for_errors()` raises).
+            max_concurrency: int | None = None
+                At most this many node bodies of this run at once (joins not counted). >= 1.
+            targets: Iterable[Node] | None = None
+                Run only these nodes and what they need; the others stay PENDING.
+            overrides: Mapping[Node, object] | None = None
+                Take these nodes as SUCCEEDED with these values, without running them; nothing
+                upstream of them runs unless something else needs it (to test one node alone).
+            observers: Iterable[Callable[[Event], object]] = ()
+                Called with each `dagwire.events.Event` of this run, after the graph's own
+                observers.
+            timeline: bool = False
+                Record per-node start/end times and intervals for `result.timeline()` and the
+                run pictures (two clock reads per node, which plain runs do not pay).
+            resume_from: ExecutionResult[P] | None = None
+                A result of this graph: every node that SUCCEEDED there is taken as done with
+                its value, except resources and nodes with cleanups (`post=`), which run again
+                when something that runs needs them.
 
-        Raises `DagDefinitionError` for a graph that is not frozen, bad option values and nodes
-        of another graph; `DagError` (fail-fast), `TimeoutError`, or `CancelledError` (after
-        cleanup) as described above; a `KeyboardInterrupt`, `SystemExit` or other
-        `BaseException` raised by a node, unchanged, after cleanup. The parameter's type is not
-        checked at run time.
+        Returns:
+            `ExecutionResult[P]`: values, statuses and failures (those covered by
+            `fallback=` included) of the run.
+
+        Raises:
+            DagError: fail-fast mode, at least one failure not covered by `fallback=`: every
+                node and cleanup failure, each with a note naming its node and phase.
+            TimeoutError: `timeout=` fired (after cleanup).
+            asyncio.CancelledError: the caller was cancelled (after cleanup).
+            DagDefinitionError: the graph is not frozen, an option value is out of range, or a
+                node in `targets=`/`overrides=`/`resume_from=` belongs to another graph.
+            A `BaseException` that is not an `Exception` (`KeyboardInterrupt`, `SystemExit`,
+            ...) raised by a node stops the run and is re-raised unchanged after cleanup.
         """
         plan = self._plan
         if (  # every option at its default: nothing to check, the cheapest path
@@ -591,8 +764,17 @@ class Dag(TypedAdders[P], Generic[P]):
         return await self.invoke(params)
 
 
+# The typed overloads of add_node/add_resource are generated (tools/gen_overloads.py); their
+# shared implementations get the texts a user reads with help(). See _docs.py.
+for _method, _doc in (("add_node", _docs.ADD_NODE), ("add_resource", _docs.ADD_RESOURCE)):
+    vars(TypedAdders)[_method].__doc__ = _doc
+
+
 class _Building(Generic[P]):
-    """The context manager `build_dag` returns: yields the graph, freezes it on a clean exit."""
+    """The context manager `build_dag` returns: yields the graph, freezes it on a clean exit.
+
+    An exception raised inside the block propagates unchanged and leaves the graph unfrozen.
+    """
 
     __slots__ = ("_dag",)
 
@@ -623,7 +805,14 @@ def build_dag(
 ) -> _Building[Any]:
     """Build a graph in a `with` block; leaving the block freezes (validates, compiles) it.
 
-    `ParamType` only types the graph as `Dag[ParamType]`; it is not checked at run time.
-    `observers` are called for the events of every run of the graph (see `dagwire.events`).
+        with build_dag(Params, name="checkout") as dag:
+            user = dag.add_node(fetch_user, dag.params)
+        result = await dag.invoke(Params(...))
+
+    `ParamType` (default None: the parameter is None) only types the graph as
+    `Dag[ParamType]`; the parameter is not checked at run time. `name` labels the graph in
+    messages (default ``dag-N``, see `Dag`). `observers` are called for the events of every
+    run of the graph (see `dagwire.events`). An exception inside the block propagates
+    unchanged and the graph stays unfrozen.
     """
     return _Building(Dag(name=name, observers=observers))

@@ -27,6 +27,13 @@ default_rng = random.Random()
 class Retry:
     """Retry a node body: `attempts` calls in total, exponential backoff, optional jitter.
 
+    Give it as `add_node(fn, retry=Retry(...))`; `retry=3` is short for `Retry(attempts=3)`.
+    Delays are in seconds: `initial_delay` (default 0.1) before the first retry, growing by
+    `backoff` (2.0) per retry up to `max_delay` (30.0). The default `on` is
+    ``(TimeoutError, ConnectionError, RetryableError)``: `ValueError` and the errors of HTTP
+    libraries (``httpx.TransportError``, ``aiohttp.ClientError``) are *not* retried unless
+    listed, e.g. ``Retry(on=(httpx.TransportError,))``. `rng` seeds the jitter (tests).
+
     The delay before retry k (k = 1 for the second call) is
     ``min(initial_delay * backoff ** (k - 1), max_delay)``, multiplied by a uniform factor in
     [0.5, 1.0] when `jitter` is on. Only exceptions of the types in `on` are retried, never
@@ -60,13 +67,17 @@ class Retry:
                 f"on={self.on!r} (every entry must be an Exception subclass; "
                 "BaseExceptions such as CancelledError are never retried)"
             )
-        if problems:
+        if problems:  # documented: a policy that cannot work is a DagDefinitionError
             raise DagDefinitionError(
                 "this Retry policy cannot work: " + "; ".join(problems) + ". Fix those arguments."
             )
 
     def delay(self, retry_number: int) -> float:
-        """Seconds to wait before retry `retry_number` (1 = before the second call)."""
+        """Seconds to wait before retry `retry_number` (1 = before the second call).
+
+        ``min(initial_delay * backoff ** (retry_number - 1), max_delay)``, times a uniform
+        factor in [0.5, 1.0] drawn from `rng` (or a module-level `random.Random`) with `jitter`.
+        """
         try:
             grown = self.initial_delay * self.backoff ** (retry_number - 1)
         except OverflowError:  # backoff ** k beyond float range: far past any cap
@@ -77,6 +88,8 @@ class Retry:
         return base
 
     def should_retry(self, exc: BaseException) -> bool:
+        """Whether a call that raised `exc` is retried: `exc` is an instance of a type in `on`
+        (for an `ExceptionGroup`: every leaf is). Attempts left are not considered here."""
         if isinstance(exc, BaseExceptionGroup):
             group = cast(BaseExceptionGroup[BaseException], exc)
             return all(self.should_retry(leaf) for leaf in group.exceptions)
@@ -84,6 +97,9 @@ class Retry:
 
 
 class BreakerState(enum.Enum):
+    """A `CircuitBreaker`'s state: CLOSED (calls go through), OPEN (calls fail fast with
+    `CircuitOpenError`), HALF_OPEN (one trial call is let through)."""
+
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
@@ -92,12 +108,15 @@ class BreakerState(enum.Enum):
 class CircuitBreaker:
     """Fail fast after `fail_max` consecutive failures; try one call again after `reset_timeout`.
 
-    One object is shared by every node, run and graph that holds it. CLOSED: calls go through;
-    `fail_max` failures in a row open it. OPEN: calls fail at once with `CircuitOpenError`
-    (or take their node's fallback) until `reset_timeout` seconds have passed; then HALF_OPEN:
-    one trial call goes through, and its success closes the breaker, its failure opens it again.
+    Give it as `add_node(fn, breaker=CircuitBreaker(...))`. One object is shared by every node,
+    run and graph that holds it. CLOSED: calls go through; `fail_max` (default 5) failures in a
+    row open it. OPEN: calls fail at once with `CircuitOpenError` (or take their node's
+    `fallback=`) until `reset_timeout` seconds (default 30.0) have passed; then HALF_OPEN: one
+    trial call goes through, and its success closes the breaker, its failure opens it again.
     Only a call admitted while the breaker was closed (and has not opened since), or the
     half-open trial, counts: a slow call admitted before the breaker opened cannot close it.
+    `clock` (seconds, default `time.monotonic`) is for tests. Raises `DagDefinitionError` if
+    `fail_max < 1` or `reset_timeout < 0`.
     """
 
     def __init__(
@@ -129,8 +148,19 @@ class CircuitBreaker:
         the next call asks)."""
         return self._state
 
+    @property
+    def failures(self) -> int:
+        """Consecutive failed calls counted so far (reset by a success)."""
+        return self._failures
+
+    def __repr__(self) -> str:
+        return (
+            f"<CircuitBreaker {self._state.name} failures={self._failures}/{self.fail_max} "
+            f"reset_timeout={self.reset_timeout}s>"
+        )
+
     def add_listener(self, listener: Callable[[BreakerState, BreakerState], None]) -> None:
-        """Call `listener(old, new)` on every state change."""
+        """Call `listener(old, new)` (two `BreakerState`s) on every state change."""
         self._listeners.append(listener)
 
     def _set(self, new: BreakerState) -> None:
@@ -192,6 +222,11 @@ _TRIAL = -1  # the ticket of the half-open trial call
 class Limiter:
     """At most `limit` node bodies at once, across every run and graph that shares this object.
 
+    Give it as `add_node(fn, limiter=Limiter(n))`: a node waits for a free slot before each
+    attempt and frees it when the attempt has really stopped (on a resource: its setup). Slots
+    are handed out first come, first served. Raises `DagDefinitionError` unless `limit` is an
+    int >= 1. `invoke(max_concurrency=)` is the per-run counterpart.
+
     Not an `asyncio.Semaphore`: that binds itself to the first event loop that uses it, and a
     limiter is typically a module-level object outliving loops (tests, `asyncio.run` twice).
     """
@@ -205,9 +240,19 @@ class Limiter:
 
     @property
     def in_use(self) -> int:
+        """Slots held right now (0 to `limit`)."""
         return self.limit - self._free
 
+    @property
+    def waiting(self) -> int:
+        """Callers queued for a slot right now."""
+        return sum(1 for w in self._waiters if not w.done())
+
+    def __repr__(self) -> str:
+        return f"<Limiter in_use={self.in_use}/{self.limit} waiting={self.waiting}>"
+
     async def acquire(self) -> None:
+        """Wait for a free slot and take it; pair every call with one `release()`."""
         if self._free and not self._waiters:
             self._free -= 1
             return
@@ -223,6 +268,7 @@ class Limiter:
             raise
 
     def release(self) -> None:
+        """Give a slot back (to the longest waiter, if any)."""
         # Hand the slot straight to the next live waiter, so nobody can jump the queue.
         while self._waiters:
             waiter = self._waiters.popleft()

@@ -8,14 +8,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 from .errors import DagDefinitionError, DagError, NodeNotCompletedError
+from .node import Node
 from .status import NodeStatus
 
 if TYPE_CHECKING:
     from .graph import Dag
-    from .node import Node
 
 _SUCCEEDED = NodeStatus.SUCCEEDED
 
@@ -104,7 +104,12 @@ def make_dag_error(dag_name: str, failures: Sequence[NodeFailure]) -> DagError:
 
 
 class ExecutionResult(Generic[P]):
-    """The values, statuses and failures of one run. Read values with `result[node]`."""
+    """The values, statuses and failures of one run of a `Dag[P]`, returned by `invoke`.
+
+    Read a value with `result[node]` (typed by the node), a status with `result.status(node)`.
+    It is not a container: iterating it or `node in result` raises `TypeError` (loop over
+    `dag.nodes` instead). A node of another graph raises `DagDefinitionError`.
+    """
 
     __slots__ = ("_causes", "_dag", "_errors", "_params", "_statuses", "_timings", "_values")
 
@@ -127,13 +132,23 @@ class ExecutionResult(Generic[P]):
         self._causes = skip_causes or {}
 
     def _index(self, node: Node[Any]) -> int:
-        if getattr(node, "_dag", None) is not self._dag:
+        if not isinstance(node, Node):
+            raise TypeError(
+                f"results are read by node handle (result[node]), not by {type(node).__name__}: "
+                f"got {node!r}; dag.node(name) finds a handle by name"
+            )
+        if node._dag is not self._dag:
             raise DagDefinitionError(
                 f"{node!r} is not a node of {self._dag!r}, which produced this result"
             )
         return node._index
 
     def __getitem__(self, node: Node[T]) -> T:
+        """The value of `node` in this run.
+
+        Raises `NodeNotCompletedError` (its `status` says why; a failure's exception is its
+        `__cause__`) if the node did not succeed, `DagDefinitionError` for another graph's node.
+        """
         i = self._index(node)
         status = self._statuses[i]
         if status is _SUCCEEDED:
@@ -142,7 +157,22 @@ class ExecutionResult(Generic[P]):
         cause = next((f.error for f in self._errors if f.node == node.name), None)
         raise NodeNotCompletedError(node.name, status, has_cause=cause is not None) from cause
 
+    def __iter__(self) -> NoReturn:
+        raise TypeError(
+            "an ExecutionResult is not iterable: read a value with result[node] and a status "
+            "with result.status(node), looping over dag.nodes"
+        )
+
+    def __contains__(self, node: object) -> NoReturn:
+        raise TypeError(
+            "`node in result` is not defined: every node of the graph has a status in the "
+            "result; test result.status(node) is NodeStatus.SUCCEEDED instead"
+        )
+
     def status(self, node: Node[Any]) -> NodeStatus:
+        """The `NodeStatus` of `node` in this run (PENDING if it did not start).
+
+        Raises `DagDefinitionError` for a node of another graph."""
         return self._statuses[self._index(node)]
 
     def skip_cause(self, node: Node[Any]) -> str | None:
@@ -159,6 +189,7 @@ class ExecutionResult(Generic[P]):
 
     @property
     def params(self) -> P:
+        """The invoke parameter of this run."""
         return self._params
 
     @property

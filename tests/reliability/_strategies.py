@@ -9,6 +9,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from ._model import (
+    ASYNC_BODY_KINDS,
     KINDS,
     RESOURCE_KINDS,
     Cancel,
@@ -47,7 +48,11 @@ def node_shape(draw: st.DrawFn, i: int) -> NodeShape:
         after = (draw(earlier),)
     pre = draw(st.sampled_from(HOOKS)) if chance(draw, 20) else None
     post = draw(st.sampled_from(HOOKS)) if chance(draw, 25) else None
-    timeout = draw(st.sampled_from(NODE_TIMEOUTS)) if chance(draw, 20) else None
+    # Options refused at build time on a kind are not drawn for it: timeout= needs an async
+    # body or setup, cleanup_timeout= an async cleanup and no sync post= (see options.py).
+    timeout = None
+    if kind in ASYNC_BODY_KINDS and chance(draw, 20):
+        timeout = draw(st.sampled_from(NODE_TIMEOUTS))
     retry = None
     if chance(draw, 25):
         retry = RetryShape(
@@ -58,7 +63,8 @@ def node_shape(draw: st.DrawFn, i: int) -> NodeShape:
     fallback = chance(draw, 15)
     # release="early" for resources goes here (see the note in _model.py).
     cleanup_timeout = None
-    if (post is not None or kind in RESOURCE_KINDS) and chance(draw, 15):
+    async_cleanup = kind in ("agen", "acm") or (kind not in RESOURCE_KINDS and post == "async")
+    if async_cleanup and post != "sync" and chance(draw, 15):
         cleanup_timeout = draw(st.sampled_from(NODE_TIMEOUTS))
     return NodeShape(kind, inputs, after, pre, post, timeout, retry, fallback, cleanup_timeout)
 
