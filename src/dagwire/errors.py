@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
+    from .results import ExecutionResult
     from .status import NodeStatus
 
 __all__ = [
@@ -82,9 +83,14 @@ class DagError(ExceptionGroup[Exception]):
     naming its node and phase (``node 'x' failed in body``), so `except* ValueError` and
     tracebacks both work. `failures` maps node names to the first exception of that node.
     Failures covered by `fallback=` are not in it.
+
+    `result` is the failed run's `ExecutionResult` (what succeeded, what failed, what never
+    ran), for `invoke(resume_from=error.result)`; None for a `DagError` made otherwise, and
+    after pickling (a result holds the graph, which does not cross processes).
     """
 
     _failures: Mapping[str, Exception]
+    result: ExecutionResult[Any] | None = None
 
     def __new__(
         cls,
@@ -113,7 +119,7 @@ class DagError(ExceptionGroup[Exception]):
     def __reduce__(self) -> tuple[object, ...]:
         # The default reduction rebuilds from (message, exceptions) and a __dict__ holding a
         # mappingproxy, which cannot be pickled: rebuild with the failures instead.
-        state = {k: v for k, v in vars(self).items() if k != "_failures"}
+        state = {k: v for k, v in vars(self).items() if k not in ("_failures", "result")}
         return (type(self), (self.message, list(self.exceptions), dict(self._failures)), state)
 
     def derive(self, excs: Sequence[Exception]) -> DagError:  # type: ignore[override]  # narrower
@@ -127,7 +133,7 @@ class DagError(ExceptionGroup[Exception]):
 
 _WHY_NO_RESULT = {
     "PENDING": " (it did not run: not needed for targets=, or the run stopped first)",
-    "SKIPPED": " (a node it depends on failed)",
+    "SKIPPED": " (it raised Skip, or a node it depends on failed or skipped)",
     "CANCELLED": " (the run stopped while it was running)",
 }
 
@@ -140,12 +146,18 @@ class NodeNotCompletedError(Exception):
     `__cause__`, it is not pickled).
     """
 
-    def __init__(self, node_name: str, status: NodeStatus, *, has_cause: bool = False) -> None:
-        why = " (its exception is the __cause__ of this error)" if has_cause else ""
-        super().__init__(
-            f"node {node_name!r} has no result: its status is {status.name}"
-            + (why or _WHY_NO_RESULT.get(status.name, ""))
-        )
+    def __init__(
+        self,
+        node_name: str,
+        status: NodeStatus,
+        *,
+        has_cause: bool = False,
+        why: str | None = None,
+    ) -> None:
+        if has_cause:
+            why = "its exception is the __cause__ of this error"
+        because = f" ({why})" if why else _WHY_NO_RESULT.get(status.name, "")
+        super().__init__(f"node {node_name!r} has no result: its status is {status.name}{because}")
         self.node_name = node_name
         self.status = status
 

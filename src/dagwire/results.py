@@ -155,7 +155,20 @@ class ExecutionResult(Generic[P]):
             value: T = self._values[i]
             return value
         cause = next((f.error for f in self._errors if f.node == node.name), None)
-        raise NodeNotCompletedError(node.name, status, has_cause=cause is not None) from cause
+        why = self._why_skipped(node.name) if status is NodeStatus.SKIPPED else None
+        raise NodeNotCompletedError(
+            node.name, status, has_cause=cause is not None, why=why
+        ) from cause
+
+    def _why_skipped(self, name: str) -> str | None:
+        started = self._causes.get(name)
+        if started is None:
+            return None
+        if started == name:
+            return "it raised Skip"
+        if any(f.node == started and not f.recovered for f in self._errors):
+            return f"node {started!r}, which it depends on, failed"
+        return f"node {started!r}, which it depends on, raised Skip"
 
     def __iter__(self) -> NoReturn:
         raise TypeError(

@@ -587,7 +587,9 @@ class Run:
                 raise err from make_dag_error(self.dag.name, self.errors)
             raise err
         if self.fail_fast and not result.ok:
-            raise make_dag_error(self.dag.name, self.errors)
+            error = make_dag_error(self.dag.name, self.errors)
+            error.result = result  # what to resume from
+            raise error
         return result
 
     def log_unreported(self, how: str, exclude: BaseException | None = None) -> None:
