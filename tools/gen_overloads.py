@@ -21,8 +21,7 @@ prints them all when a known option has the wrong type). For `add_node`, per num
 - C, D: `Callable[[T1..Tn], R]`, without / with P, over nodes only: mypy infers a lambda only
   against one callable type whose argument types it solved, and it cannot solve Ti from
   `Node[Ti] | Ti` when the callable is a lambda.
-- E1, E2: `Callable[[T1..Tn], R]`, without / with P, over nodes or constants. They also take
-  `**unknown_option: UnknownOption[Never]` (see below).
+- E1, E2: `Callable[[T1..Tn], R]`, without / with P, over nodes or constants.
 
 No union of callable types anywhere: mypy checks every overload when an argument is a lambda
 (its type holds Any), and a union context turns the lambda into `Any`, the result into
@@ -42,10 +41,13 @@ refuses `fallback=0` for a function returning float. A checker cannot refuse `fa
 for a function returning int in the call itself: both give R lower bounds, which pyright
 unions by design; the widened type reaches every use of the node instead.
 
-Unknown options: E1 and E2 take `**unknown_option: UnknownOption[Never]`, which no value is
-assignable to, so `retires=3` fails there and both checkers name the keyword in a short error.
+Unknown options: the sync forms C, D, E1, E2 also take `**unknown_option: UnknownOption[Never]`,
+which no value is assignable to, so `retires=3` fails there and both checkers name the keyword.
 The protocol is generic only so that mypy, looking for the overload a failed call meant (types
-erased), finds E1 and reports its one error instead of listing every overload.
+erased), finds the first of them whose inputs fit and reports that overload's errors instead of
+listing every overload: one line, or two when the function takes the injected parameter (the
+form without it comes first). A known option of the wrong type (`timeout="5"`) still makes mypy
+list the overloads: no erased form of the right type exists for it.
 
 `add_resource`: context managers first (entered even when iterable, as at run time), then
 (async) generators; a nodes-only form for lambdas. `add_map`: async, nodes-only sync, sync.
@@ -253,8 +255,8 @@ def add_node() -> str:
             (callable_of(types, "Awaitable[R]", inject=False), False, False),
             (callable_of(types, "Awaitable[R]", inject=True), False, False),
             (callable_of(types, GENERATED, inject=False), False, False),
-            (callable_of(types, "R", inject=False), True, False),
-            (callable_of(types, "R", inject=True), True, False),
+            (callable_of(types, "R", inject=False), True, True),
+            (callable_of(types, "R", inject=True), True, True),
             (callable_of(types, "R", inject=False), False, True),
             (callable_of(types, "R", inject=True), False, True),
         ]

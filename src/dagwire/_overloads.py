@@ -192,6 +192,7 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -202,6 +203,7 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -265,6 +267,7 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -275,6 +278,7 @@ class TypedAdders(Generic[P]):
         limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
         pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
         tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -341,6 +345,7 @@ class TypedAdders(Generic[P]):
         limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
         pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
         tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -351,6 +356,7 @@ class TypedAdders(Generic[P]):
         limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
         pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
         tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -420,6 +426,7 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -431,6 +438,7 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -500,6 +508,7 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -511,6 +520,7 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -583,6 +593,7 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -594,6 +605,7 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -666,6 +678,7 @@ class TypedAdders(Generic[P]):
         limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
         pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
         tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -677,6 +690,7 @@ class TypedAdders(Generic[P]):
         limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
         pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
         tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -751,6 +765,7 @@ class TypedAdders(Generic[P]):
         limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
         pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
         tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -762,6 +777,7 @@ class TypedAdders(Generic[P]):
         limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
         pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
         tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -838,6 +854,7 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -850,6 +867,7 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -928,6 +946,7 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
@@ -940,6 +959,7 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
     def add_node(
