@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Generator
 from dataclasses import dataclass
 
-from dagwire import Dag, Node, build_dag
-from dagwire.cache import Cache
+from dagwire import Cache, Dag, Node, build_dag
 from dagwire.events import AnyEvent
 
 

@@ -12,9 +12,17 @@ from functools import partial
 from io import StringIO
 from typing import Any, Literal, TypeVar, assert_type
 
-from dagwire import Dag, ExecutionResult, Limiter, Node, NodeStatus, Retry, build_dag
-from dagwire.cache import Cache
-from dagwire.completion import NodeCompletion
+from dagwire import (
+    Cache,
+    Dag,
+    ExecutionResult,
+    Limiter,
+    Node,
+    NodeCompletion,
+    NodeStatus,
+    Retry,
+    build_dag,
+)
 from dagwire.events import AnyEvent, Event, NodeFailed, NodeRetrying, NodeSkipped, RunFinished
 
 T = TypeVar("T")
