@@ -12,6 +12,9 @@ prints them all when a known option has the wrong type). For `add_node`, per num
 - A, B: `Callable[[T1..Tn], Awaitable[R]]`, then with the injected invoke parameter P
   appended. First, so that an `async def` gives `Node[R]`, not `Node[Coroutine[...]]` (a sync
   callable returning an awaitable is awaited at run time, so `Node[R]` is right for it too).
+- An, Bn: A and B over nodes only, for mypy: it types a lambda returning an awaitable as
+  `Node[Any]` (it cannot tell which of An and C is meant) instead of the wrong
+  `Node[Coroutine[...]]`.
 - G: a generator function (`-> AsyncIterator[R] | Generator[R, ...]`), `@deprecated`: it is a
   resource. Pyright reports a deprecated overload in strict mode, mypy with its `deprecated`
   error code on. A sync function annotated `-> Iterator[T]` cannot be told from one returning
@@ -23,10 +26,14 @@ prints them all when a known option has the wrong type). For `add_node`, per num
   `Node[Ti] | Ti` when the callable is a lambda.
 - E1, E2: `Callable[[T1..Tn], R]`, without / with P, over nodes or constants.
 
-No union of callable types anywhere: mypy checks every overload when an argument is a lambda
-(its type holds Any), and a union context turns the lambda into `Any`, the result into
-`Node[Any]`. The forms for n = 0 end in `*inputs: Never`: a call whose inputs are star-unpacked
-from an iterable of unknown length is then not taken for a call without inputs.
+Order: A, An, G, C, E1, then B, Bn, D, E2: an async form must come before the sync form of the
+same arity (else an `async def` is taken for a sync function returning a coroutine), and a
+sync function without the injected parameter, the most common call, is matched after four
+tries. No union of callable types anywhere: mypy checks every overload when an argument is a
+lambda (its type holds Any), and a union context turns the lambda into `Any`, the result into
+`Node[Any]`. A and E1 for n = 0 end in `*inputs: Never`: a call whose inputs are star-unpacked
+from an iterable of unknown length is then not taken for a call without inputs (only they, as
+every other form they end is tried, in vain, by every call with inputs).
 
 After the fixed arities: a variadic function (`def total(*xs: int)`) fed any number of inputs,
 star-unpacked or not (`Callable[[*tuple[T, ...]], R]`), async then sync; then an untyped
@@ -50,7 +57,8 @@ form without it comes first). A known option of the wrong type (`timeout="5"`) s
 list the overloads: no erased form of the right type exists for it.
 
 `add_resource`: context managers first (entered even when iterable, as at run time), then
-(async) generators; a nodes-only form for lambdas. `add_map`: async, nodes-only sync, sync.
+(async) generators; a nodes-only form for lambdas. `add_map`: async, async and sync over nodes
+only (for lambdas, as above), sync.
 """
 
 from __future__ import annotations
@@ -250,21 +258,25 @@ def add_node() -> str:
     out: list[str] = []
     for n in range(NODE_ARITY + 1):
         types = [f"T{i}" for i in range(1, n + 1)]
-        tail = ["*inputs: Never", *options("add_node")] if n == 0 else ["*", *options("add_node")]
-        forms = [  # (fn, inputs over nodes only, carries unknown options): see the docstring
-            (callable_of(types, "Awaitable[R]", inject=False), False, False),
-            (callable_of(types, "Awaitable[R]", inject=True), False, False),
-            (callable_of(types, GENERATED, inject=False), False, False),
-            (callable_of(types, "R", inject=False), True, True),
-            (callable_of(types, "R", inject=True), True, True),
-            (callable_of(types, "R", inject=False), False, True),
-            (callable_of(types, "R", inject=True), False, True),
+        forms = [  # (name, fn, inputs over nodes only, carries unknown options): see the docstring
+            ("A", callable_of(types, "Awaitable[R]", inject=False), False, False),
+            ("An", callable_of(types, "Awaitable[R]", inject=False), True, False),
+            ("G", callable_of(types, GENERATED, inject=False), False, False),
+            ("C", callable_of(types, "R", inject=False), True, True),
+            ("E1", callable_of(types, "R", inject=False), False, True),
+            ("B", callable_of(types, "Awaitable[R]", inject=True), False, False),
+            ("Bn", callable_of(types, "Awaitable[R]", inject=True), True, False),
+            ("D", callable_of(types, "R", inject=True), True, True),
+            ("E2", callable_of(types, "R", inject=True), False, True),
         ]
-        for k, (fn, nodes_only, unknown) in enumerate(forms):
-            if n == 0 and k in (3, 4):
-                continue  # without inputs, "nodes only" are the next two forms
+        for name, fn, nodes_only, unknown in forms:
+            if n == 0 and nodes_only:
+                continue  # without inputs, "nodes only" is the same as "nodes or constants"
+            # Without inputs, the forms a variadic function matches refuse star-unpacked ones.
+            tail = ["*inputs: Never" if n == 0 and name in ("A", "E1") else "*"]
             params = ["self", f"fn: {fn}", *inputs(types, nodes_only=nodes_only), "/", *tail]
-            decorators = f'    @deprecated("{GENERATOR_MESSAGE}")\n' if k == 2 else ""
+            params += options("add_node")
+            decorators = f'    @deprecated("{GENERATOR_MESSAGE}")\n' if name == "G" else ""
             out.append(
                 define("add_node", params + [UNKNOWN] * unknown, "Node[R]", decorators=decorators)
             )
@@ -307,7 +319,7 @@ def add_resource() -> str:
     out: list[str] = []
     for n in range(RESOURCE_ARITY + 1):
         types = [f"T{i}" for i in range(1, n + 1)]
-        tail = ["*inputs: Never"] if n == 0 else ["*"]
+        tail = ["*"]
         forms = [  # context managers first: entered even when iterable, as at run time
             (callable_of(types, "Entered[R]", inject=False), True, False),
             (callable_of(types, "Entered[R]", inject=False), False, False),
@@ -331,6 +343,7 @@ def add_map() -> str:
         types = [f"T{i}" for i in range(1, k + 1)]
         forms = [  # (result, items and others over nodes only, carries unknown options)
             ("Awaitable[R]", False, False),
+            ("Awaitable[R]", True, False),
             ("R", True, False),
             ("R", False, True),
         ]

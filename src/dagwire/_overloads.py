@@ -110,19 +110,9 @@ class TypedAdders(Generic[P]):
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
     ) -> Node[R]: ...
     @overload
-    def add_node(
-        self, fn: Callable[[P], Awaitable[R]], /, *inputs: Never, name: str | None = ...,
-        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
-        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
-        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
-        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
-        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
-        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
-    ) -> Node[R]: ...
-    @overload
     @deprecated("a generator function is a resource: use add_resource()")
     def add_node(
-        self, fn: Callable[[], Generated[R]], /, *inputs: Never, name: str | None = ...,
+        self, fn: Callable[[], Generated[R]], /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -143,7 +133,17 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[P], R], /, *inputs: Never, name: str | None = ...,
+        self, fn: Callable[[P], Awaitable[R]], /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[P], R], /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -164,7 +164,7 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, P], Awaitable[R]], a1: Node[T1] | T1, /, *, name: str | None = ...,
+        self, fn: Callable[[T1], Awaitable[R]], a1: Node[T1], /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -196,7 +196,7 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, P], R], a1: Node[T1], /, *, name: str | None = ...,
+        self, fn: Callable[[T1], R], a1: Node[T1] | T1, /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -207,7 +207,27 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1], R], a1: Node[T1] | T1, /, *, name: str | None = ...,
+        self, fn: Callable[[T1, P], Awaitable[R]], a1: Node[T1] | T1, /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, P], Awaitable[R]], a1: Node[T1], /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, P], R], a1: Node[T1], /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -239,7 +259,7 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, P], Awaitable[R]], a1: Node[T1] | T1, a2: Node[T2] | T2, /, *,
+        self, fn: Callable[[T1, T2], Awaitable[R]], a1: Node[T1], a2: Node[T2], /, *,
         name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
         timeout: float | None = ..., retry: Retry | int | None = ...,
         fallback: R | Callable[[NoValue], R] = ..., breaker: CircuitBreaker | None = ...,
@@ -271,7 +291,7 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, P], R], a1: Node[T1], a2: Node[T2], /, *,
+        self, fn: Callable[[T1, T2], R], a1: Node[T1] | T1, a2: Node[T2] | T2, /, *,
         name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
         timeout: float | None = ..., retry: Retry | int | None = ...,
         fallback: R | Callable[[NoValue], R] = ..., breaker: CircuitBreaker | None = ...,
@@ -282,7 +302,27 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2], R], a1: Node[T1] | T1, a2: Node[T2] | T2, /, *,
+        self, fn: Callable[[T1, T2, P], Awaitable[R]], a1: Node[T1] | T1, a2: Node[T2] | T2, /, *,
+        name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
+        timeout: float | None = ..., retry: Retry | int | None = ...,
+        fallback: R | Callable[[NoValue], R] = ..., breaker: CircuitBreaker | None = ...,
+        limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, P], Awaitable[R]], a1: Node[T1], a2: Node[T2], /, *,
+        name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
+        timeout: float | None = ..., retry: Retry | int | None = ...,
+        fallback: R | Callable[[NoValue], R] = ..., breaker: CircuitBreaker | None = ...,
+        limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, P], R], a1: Node[T1], a2: Node[T2], /, *,
         name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
         timeout: float | None = ..., retry: Retry | int | None = ...,
         fallback: R | Callable[[NoValue], R] = ..., breaker: CircuitBreaker | None = ...,
@@ -315,14 +355,13 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, P], Awaitable[R]], a1: Node[T1] | T1, a2: Node[T2] | T2,
-        a3: Node[T3] | T3, /, *, name: str | None = ...,
-        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
-        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
-        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
-        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
-        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
-        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        self, fn: Callable[[T1, T2, T3], Awaitable[R]], a1: Node[T1], a2: Node[T2], a3: Node[T3],
+        /, *, name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
+        timeout: float | None = ..., retry: Retry | int | None = ...,
+        fallback: R | Callable[[NoValue], R] = ..., breaker: CircuitBreaker | None = ...,
+        limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
     ) -> Node[R]: ...
     @overload
     @deprecated("a generator function is a resource: use add_resource()")
@@ -349,17 +388,6 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, P], R], a1: Node[T1], a2: Node[T2], a3: Node[T3], /, *,
-        name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
-        timeout: float | None = ..., retry: Retry | int | None = ...,
-        fallback: R | Callable[[NoValue], R] = ..., breaker: CircuitBreaker | None = ...,
-        limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
-        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
-        tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
-        **unknown_option: UnknownOption[Never],
-    ) -> Node[R]: ...
-    @overload
-    def add_node(
         self, fn: Callable[[T1, T2, T3], R], a1: Node[T1] | T1, a2: Node[T2] | T2,
         a3: Node[T3] | T3, /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
@@ -368,6 +396,39 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, P], Awaitable[R]], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, P], Awaitable[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, P], R], a1: Node[T1], a2: Node[T2], a3: Node[T3], /, *,
+        name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
+        timeout: float | None = ..., retry: Retry | int | None = ...,
+        fallback: R | Callable[[NoValue], R] = ..., breaker: CircuitBreaker | None = ...,
+        limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
         **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
@@ -395,8 +456,8 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4, P], Awaitable[R]], a1: Node[T1] | T1,
-        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, /, *, name: str | None = ...,
+        self, fn: Callable[[T1, T2, T3, T4], Awaitable[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -430,8 +491,8 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4, P], R], a1: Node[T1], a2: Node[T2], a3: Node[T3],
-        a4: Node[T4], /, *, name: str | None = ...,
+        self, fn: Callable[[T1, T2, T3, T4], R], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, a4: Node[T4] | T4, /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -442,8 +503,30 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4], R], a1: Node[T1] | T1, a2: Node[T2] | T2,
-        a3: Node[T3] | T3, a4: Node[T4] | T4, /, *, name: str | None = ...,
+        self, fn: Callable[[T1, T2, T3, T4, P], Awaitable[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, P], Awaitable[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, P], R], a1: Node[T1], a2: Node[T2], a3: Node[T3],
+        a4: Node[T4], /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -477,14 +560,14 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4, T5, P], Awaitable[R]], a1: Node[T1] | T1,
-        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, /, *,
-        name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
-        timeout: float | None = ..., retry: Retry | int | None = ...,
-        fallback: R | Callable[[NoValue], R] = ..., breaker: CircuitBreaker | None = ...,
-        limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
-        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
-        tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        self, fn: Callable[[T1, T2, T3, T4, T5], Awaitable[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
     ) -> Node[R]: ...
     @overload
     @deprecated("a generator function is a resource: use add_resource()")
@@ -512,8 +595,8 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4, T5, P], R], a1: Node[T1], a2: Node[T2], a3: Node[T3],
-        a4: Node[T4], a5: Node[T5], /, *, name: str | None = ...,
+        self, fn: Callable[[T1, T2, T3, T4, T5], R], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -524,8 +607,30 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4, T5], R], a1: Node[T1] | T1, a2: Node[T2] | T2,
-        a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, /, *, name: str | None = ...,
+        self, fn: Callable[[T1, T2, T3, T4, T5, P], Awaitable[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, /, *,
+        name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
+        timeout: float | None = ..., retry: Retry | int | None = ...,
+        fallback: R | Callable[[NoValue], R] = ..., breaker: CircuitBreaker | None = ...,
+        limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, T5, P], Awaitable[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, T5, P], R], a1: Node[T1], a2: Node[T2], a3: Node[T3],
+        a4: Node[T4], a5: Node[T5], /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -560,9 +665,8 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4, T5, T6, P], Awaitable[R]], a1: Node[T1] | T1,
-        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
-        a6: Node[T6] | T6, /, *, name: str | None = ...,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6], Awaitable[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -597,18 +701,6 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4, T5, T6, P], R], a1: Node[T1], a2: Node[T2],
-        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], /, *, name: str | None = ...,
-        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
-        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
-        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
-        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
-        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
-        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
-        **unknown_option: UnknownOption[Never],
-    ) -> Node[R]: ...
-    @overload
-    def add_node(
         self, fn: Callable[[T1, T2, T3, T4, T5, T6], R], a1: Node[T1] | T1, a2: Node[T2] | T2,
         a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, a6: Node[T6] | T6, /, *,
         name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
@@ -617,6 +709,41 @@ class TypedAdders(Generic[P]):
         limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
         pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
         tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, P], Awaitable[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, P], Awaitable[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, P], R], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
         **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
@@ -645,15 +772,14 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, P], Awaitable[R]], a1: Node[T1] | T1,
-        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
-        a6: Node[T6] | T6, a7: Node[T7] | T7, /, *, name: str | None = ...,
-        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
-        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
-        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
-        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
-        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
-        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7], Awaitable[R]], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7], /, *,
+        name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
+        timeout: float | None = ..., retry: Retry | int | None = ...,
+        fallback: R | Callable[[NoValue], R] = ..., breaker: CircuitBreaker | None = ...,
+        limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
     ) -> Node[R]: ...
     @overload
     @deprecated("a generator function is a resource: use add_resource()")
@@ -682,18 +808,6 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, P], R], a1: Node[T1], a2: Node[T2],
-        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7], /, *,
-        name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
-        timeout: float | None = ..., retry: Retry | int | None = ...,
-        fallback: R | Callable[[NoValue], R] = ..., breaker: CircuitBreaker | None = ...,
-        limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
-        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
-        tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
-        **unknown_option: UnknownOption[Never],
-    ) -> Node[R]: ...
-    @overload
-    def add_node(
         self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7], R], a1: Node[T1] | T1, a2: Node[T2] | T2,
         a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5, a6: Node[T6] | T6,
         a7: Node[T7] | T7, /, *, name: str | None = ...,
@@ -703,6 +817,41 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, P], Awaitable[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, a7: Node[T7] | T7, /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, P], Awaitable[R]], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7], /, *,
+        name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
+        timeout: float | None = ..., retry: Retry | int | None = ...,
+        fallback: R | Callable[[NoValue], R] = ..., breaker: CircuitBreaker | None = ...,
+        limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, P], R], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7], /, *,
+        name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
+        timeout: float | None = ..., retry: Retry | int | None = ...,
+        fallback: R | Callable[[NoValue], R] = ..., breaker: CircuitBreaker | None = ...,
+        limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
         **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
@@ -732,9 +881,9 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, P], Awaitable[R]], a1: Node[T1] | T1,
-        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
-        a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8, /, *, name: str | None = ...,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8], Awaitable[R]], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7],
+        a8: Node[T8], /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -769,18 +918,6 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, P], R], a1: Node[T1], a2: Node[T2],
-        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7], a8: Node[T8], /, *,
-        name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
-        timeout: float | None = ..., retry: Retry | int | None = ...,
-        fallback: R | Callable[[NoValue], R] = ..., breaker: CircuitBreaker | None = ...,
-        limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
-        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
-        tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
-        **unknown_option: UnknownOption[Never],
-    ) -> Node[R]: ...
-    @overload
-    def add_node(
         self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8], R], a1: Node[T1] | T1,
         a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
         a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8, /, *, name: str | None = ...,
@@ -790,6 +927,42 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, P], Awaitable[R]], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8, /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, P], Awaitable[R]], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7],
+        a8: Node[T8], /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, P], R], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7], a8: Node[T8], /, *,
+        name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
+        timeout: float | None = ..., retry: Retry | int | None = ...,
+        fallback: R | Callable[[NoValue], R] = ..., breaker: CircuitBreaker | None = ...,
+        limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
         **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
@@ -819,10 +992,9 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, P], Awaitable[R]],
-        a1: Node[T1] | T1, a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4,
-        a5: Node[T5] | T5, a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8,
-        a9: Node[T9] | T9, /, *, name: str | None = ...,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9], Awaitable[R]], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7],
+        a8: Node[T8], a9: Node[T9], /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -858,19 +1030,6 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, P], R], a1: Node[T1], a2: Node[T2],
-        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7], a8: Node[T8],
-        a9: Node[T9], /, *, name: str | None = ...,
-        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
-        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
-        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
-        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
-        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
-        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
-        **unknown_option: UnknownOption[Never],
-    ) -> Node[R]: ...
-    @overload
-    def add_node(
         self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9], R], a1: Node[T1] | T1,
         a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
         a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8, a9: Node[T9] | T9, /, *,
@@ -880,6 +1039,44 @@ class TypedAdders(Generic[P]):
         limiter: Limiter | None = ..., executor: ExecutorLike | None = ...,
         pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
         tags: Iterable[str] = ..., cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+        **unknown_option: UnknownOption[Never],
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, P], Awaitable[R]],
+        a1: Node[T1] | T1, a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4,
+        a5: Node[T5] | T5, a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8,
+        a9: Node[T9] | T9, /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, P], Awaitable[R]], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7],
+        a8: Node[T8], a9: Node[T9], /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, P], R], a1: Node[T1], a2: Node[T2],
+        a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7], a8: Node[T8],
+        a9: Node[T9], /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
         **unknown_option: UnknownOption[Never],
     ) -> Node[R]: ...
     @overload
@@ -910,10 +1107,9 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, P], Awaitable[R]],
-        a1: Node[T1] | T1, a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4,
-        a5: Node[T5] | T5, a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8,
-        a9: Node[T9] | T9, a10: Node[T10] | T10, /, *, name: str | None = ...,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10], Awaitable[R]], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7],
+        a8: Node[T8], a9: Node[T9], a10: Node[T10], /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -950,9 +1146,10 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, P], R], a1: Node[T1],
-        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7],
-        a8: Node[T8], a9: Node[T9], a10: Node[T10], /, *, name: str | None = ...,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10], R], a1: Node[T1] | T1,
+        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
+        a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8, a9: Node[T9] | T9,
+        a10: Node[T10] | T10, /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -963,10 +1160,34 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_node(
-        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10], R], a1: Node[T1] | T1,
-        a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4, a5: Node[T5] | T5,
-        a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8, a9: Node[T9] | T9,
-        a10: Node[T10] | T10, /, *, name: str | None = ...,
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, P], Awaitable[R]],
+        a1: Node[T1] | T1, a2: Node[T2] | T2, a3: Node[T3] | T3, a4: Node[T4] | T4,
+        a5: Node[T5] | T5, a6: Node[T6] | T6, a7: Node[T7] | T7, a8: Node[T8] | T8,
+        a9: Node[T9] | T9, a10: Node[T10] | T10, /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, P], Awaitable[R]],
+        a1: Node[T1], a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6],
+        a7: Node[T7], a8: Node[T8], a9: Node[T9], a10: Node[T10], /, *, name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., cache: Cache | None = ...,
+    ) -> Node[R]: ...
+    @overload
+    def add_node(
+        self, fn: Callable[[T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, P], R], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], a4: Node[T4], a5: Node[T5], a6: Node[T6], a7: Node[T7],
+        a8: Node[T8], a9: Node[T9], a10: Node[T10], /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -1037,7 +1258,7 @@ class TypedAdders(Generic[P]):
 
     @overload
     def add_resource(
-        self, factory: Callable[[], Entered[R]], /, *inputs: Never, name: str | None = ...,
+        self, factory: Callable[[], Entered[R]], /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -1047,7 +1268,7 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self, factory: Callable[[P], Entered[R]], /, *inputs: Never, name: str | None = ...,
+        self, factory: Callable[[P], Entered[R]], /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -1057,7 +1278,7 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self, factory: Callable[[], Yielded[R]], /, *inputs: Never, name: str | None = ...,
+        self, factory: Callable[[], Yielded[R]], /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -1068,7 +1289,7 @@ class TypedAdders(Generic[P]):
     ) -> Node[R]: ...
     @overload
     def add_resource(
-        self, factory: Callable[[P], Yielded[R]], /, *inputs: Never, name: str | None = ...,
+        self, factory: Callable[[P], Yielded[R]], /, *, name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: R | Callable[[NoValue], R] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -1455,6 +1676,17 @@ class TypedAdders(Generic[P]):
     ) -> Node[list[R]]: ...
     @overload
     def add_map(
+        self, fn: Callable[[T], Awaitable[R]], items: Node[Iterable[T]], /, *,
+        limit: int | None = ..., name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: list[R] | Callable[[NoValue], list[R]] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ...,
+    ) -> Node[list[R]]: ...
+    @overload
+    def add_map(
         self, fn: Callable[[T], R], items: Node[Iterable[T]], /, *, limit: int | None = ...,
         name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
         timeout: float | None = ..., retry: Retry | int | None = ...,
@@ -1479,6 +1711,17 @@ class TypedAdders(Generic[P]):
     def add_map(
         self, fn: Callable[[T, T1], Awaitable[R]], items: Node[Iterable[T]] | Iterable[T],
         a1: Node[T1] | T1, /, *, limit: int | None = ..., name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: list[R] | Callable[[NoValue], list[R]] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ...,
+    ) -> Node[list[R]]: ...
+    @overload
+    def add_map(
+        self, fn: Callable[[T, T1], Awaitable[R]], items: Node[Iterable[T]], a1: Node[T1], /, *,
+        limit: int | None = ..., name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: list[R] | Callable[[NoValue], list[R]] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
@@ -1522,6 +1765,17 @@ class TypedAdders(Generic[P]):
     ) -> Node[list[R]]: ...
     @overload
     def add_map(
+        self, fn: Callable[[T, T1, T2], Awaitable[R]], items: Node[Iterable[T]], a1: Node[T1],
+        a2: Node[T2], /, *, limit: int | None = ..., name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: list[R] | Callable[[NoValue], list[R]] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ...,
+    ) -> Node[list[R]]: ...
+    @overload
+    def add_map(
         self, fn: Callable[[T, T1, T2], R], items: Node[Iterable[T]], a1: Node[T1], a2: Node[T2],
         /, *, limit: int | None = ..., name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
@@ -1550,6 +1804,17 @@ class TypedAdders(Generic[P]):
         name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
         timeout: float | None = ..., retry: Retry | int | None = ...,
         fallback: list[R] | Callable[[NoValue], list[R]] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ...,
+    ) -> Node[list[R]]: ...
+    @overload
+    def add_map(
+        self, fn: Callable[[T, T1, T2, T3], Awaitable[R]], items: Node[Iterable[T]], a1: Node[T1],
+        a2: Node[T2], a3: Node[T3], /, *, limit: int | None = ..., name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: list[R] | Callable[[NoValue], list[R]] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
