@@ -28,12 +28,12 @@ prints them all when a known option has the wrong type). For `add_node`, per num
 
 Order: A, An, G, C, E1, then B, Bn, D, E2: an async form must come before the sync form of the
 same arity (else an `async def` is taken for a sync function returning a coroutine), and a
-sync function without the injected parameter, the most common call, is matched after four
-tries. No union of callable types anywhere: mypy checks every overload when an argument is a
-lambda (its type holds Any), and a union context turns the lambda into `Any`, the result into
+sync function without the injected parameter, the most common call, matches on the fourth or
+fifth try. No union of callable types anywhere: mypy checks every overload when an argument is
+a lambda (its type holds Any), and a union context turns the lambda into `Any`, the result into
 `Node[Any]`. A and E1 for n = 0 end in `*inputs: Never`: a call whose inputs are star-unpacked
-from an iterable of unknown length is then not taken for a call without inputs (only they, as
-every other form they end is tried, in vain, by every call with inputs).
+from an iterable of unknown length is then not taken for a call without inputs. Only those
+two: each form ending so is tried, in vain, by every call with inputs, which costs time.
 
 After the fixed arities: a variadic function (`def total(*xs: int)`) fed any number of inputs,
 star-unpacked or not (`Callable[[*tuple[T, ...]], R]`), async then sync; then an untyped
