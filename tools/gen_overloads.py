@@ -58,7 +58,7 @@ list the overloads: no erased form of the right type exists for it.
 
 `add_resource`: context managers first (entered even when iterable, as at run time), then
 (async) generators; a nodes-only form for lambdas. `add_map`: async, async and sync over nodes
-only (for lambdas, as above), sync.
+only (for lambdas, as above), sync; then async and sync taking the injected parameter last.
 """
 
 from __future__ import annotations
@@ -204,12 +204,22 @@ RESOURCE_DOC = """Add a resource: what `factory(*inputs)` yields or enters, rele
         node using the value has ended, whatever happened. Inputs as for `add_node`.
         """
 
-MAP_DOC = """Add a node that calls `fn(item, *others)` for each item, concurrently.
+MAP_DOC = """A node whose value is ``[fn(item, *others) for item in items]``, the calls made
+        concurrently (at most `limit` at once; default: all), results in input order.
 
-        `items` is a node whose value is an iterable, or an iterable; each of `others` a node
-        or a constant. At most `limit` calls run at once (None: no limit). The node's value is
-        the list of results in the order of the items (`[]` for none); a built `Dag` as `fn`
-        runs once per item, giving its `ExecutionResult`s.
+        - `items`: a node (or a plain iterable) whose value is iterated once per run; no items
+          give ``[]``. `others`: further inputs (nodes or constants) passed to every call; a
+          function taking one more required parameter gets the invoke parameter last, as in
+          `add_node`.
+        - `fn`: a sync or async function, or a built `Dag`, whose `ExecutionResult` per item
+          (each item its parameter, cleanups included) is then the item's value.
+        - `timeout=` (seconds), `retry=`, `executor=`, `breaker=` and `limiter=` apply to each
+          item's call; `name`, `after`, `tags`, `pre`/`post` and `fallback` to the node as a
+          whole. `cache=` and `release=` are refused.
+
+        The first item that finally fails fails the node (a note names the item's index) and
+        cancels the items still running. Events report each item as node ``"name[index]"``.
+        Raises `DagDefinitionError` like `add_node`, and for a `limit` that is not an int >= 1.
         """
 
 
@@ -341,15 +351,17 @@ def add_map() -> str:
     out: list[str] = []
     for k in range(MAP_ARITY + 1):
         types = [f"T{i}" for i in range(1, k + 1)]
-        forms = [  # (result, items and others over nodes only, carries unknown options)
-            ("Awaitable[R]", False, False),
-            ("Awaitable[R]", True, False),
-            ("R", True, False),
-            ("R", False, True),
+        forms = [  # (result, injected, items and others over nodes only, carries unknown options)
+            ("Awaitable[R]", False, False, False),
+            ("Awaitable[R]", False, True, False),
+            ("R", False, True, False),
+            ("R", False, False, True),
+            ("Awaitable[R]", True, False, False),
+            ("R", True, False, True),
         ]
-        for result, nodes_only, unknown in forms:
+        for result, inject, nodes_only, unknown in forms:
             items = "items: Node[Iterable[T]]" + ("" if nodes_only else " | Iterable[T]")
-            fn = f"fn: {callable_of(['T', *types], result, inject=False)}"
+            fn = f"fn: {callable_of(['T', *types], result, inject=inject)}"
             params = ["self", fn, items, *inputs(types, nodes_only=nodes_only), "/", "*"]
             params += ["limit: int | None = ...", *options("add_map")] + [UNKNOWN] * unknown
             out.append(define("add_map", params, "Node[list[R]]"))

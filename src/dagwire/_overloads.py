@@ -1709,6 +1709,29 @@ class TypedAdders(Generic[P]):
     ) -> Node[list[R]]: ...
     @overload
     def add_map(
+        self, fn: Callable[[T, P], Awaitable[R]], items: Node[Iterable[T]] | Iterable[T], /, *,
+        limit: int | None = ..., name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: list[R] | Callable[[NoValue], list[R]] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: Executor | Literal["thread"] | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ...,
+    ) -> Node[list[R]]: ...
+    @overload
+    def add_map(
+        self, fn: Callable[[T, P], R], items: Node[Iterable[T]] | Iterable[T], /, *,
+        limit: int | None = ..., name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: list[R] | Callable[[NoValue], list[R]] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: Executor | Literal["thread"] | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ...,
+        **unknown_option: UnknownOption[Never],
+    ) -> Node[list[R]]: ...
+    @overload
+    def add_map(
         self, fn: Callable[[T, T1], Awaitable[R]], items: Node[Iterable[T]] | Iterable[T],
         a1: Node[T1] | T1, /, *, limit: int | None = ..., name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
@@ -1750,6 +1773,29 @@ class TypedAdders(Generic[P]):
         executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
         post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
         cleanup_timeout: float | None = ..., **unknown_option: UnknownOption[Never],
+    ) -> Node[list[R]]: ...
+    @overload
+    def add_map(
+        self, fn: Callable[[T, T1, P], Awaitable[R]], items: Node[Iterable[T]] | Iterable[T],
+        a1: Node[T1] | T1, /, *, limit: int | None = ..., name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: list[R] | Callable[[NoValue], list[R]] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: Executor | Literal["thread"] | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ...,
+    ) -> Node[list[R]]: ...
+    @overload
+    def add_map(
+        self, fn: Callable[[T, T1, P], R], items: Node[Iterable[T]] | Iterable[T],
+        a1: Node[T1] | T1, /, *, limit: int | None = ..., name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: list[R] | Callable[[NoValue], list[R]] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: Executor | Literal["thread"] | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ...,
+        **unknown_option: UnknownOption[Never],
     ) -> Node[list[R]]: ...
     @overload
     def add_map(
@@ -1799,6 +1845,31 @@ class TypedAdders(Generic[P]):
     ) -> Node[list[R]]: ...
     @overload
     def add_map(
+        self, fn: Callable[[T, T1, T2, P], Awaitable[R]], items: Node[Iterable[T]] | Iterable[T],
+        a1: Node[T1] | T1, a2: Node[T2] | T2, /, *, limit: int | None = ...,
+        name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
+        timeout: float | None = ..., retry: Retry | int | None = ...,
+        fallback: list[R] | Callable[[NoValue], list[R]] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: Executor | Literal["thread"] | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ...,
+    ) -> Node[list[R]]: ...
+    @overload
+    def add_map(
+        self, fn: Callable[[T, T1, T2, P], R], items: Node[Iterable[T]] | Iterable[T],
+        a1: Node[T1] | T1, a2: Node[T2] | T2, /, *, limit: int | None = ...,
+        name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
+        timeout: float | None = ..., retry: Retry | int | None = ...,
+        fallback: list[R] | Callable[[NoValue], list[R]] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: Executor | Literal["thread"] | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ...,
+        **unknown_option: UnknownOption[Never],
+    ) -> Node[list[R]]: ...
+    @overload
+    def add_map(
         self, fn: Callable[[T, T1, T2, T3], Awaitable[R]], items: Node[Iterable[T]] | Iterable[T],
         a1: Node[T1] | T1, a2: Node[T2] | T2, a3: Node[T3] | T3, /, *, limit: int | None = ...,
         name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
@@ -1845,6 +1916,31 @@ class TypedAdders(Generic[P]):
     ) -> Node[list[R]]: ...
     @overload
     def add_map(
+        self, fn: Callable[[T, T1, T2, T3, P], Awaitable[R]],
+        items: Node[Iterable[T]] | Iterable[T], a1: Node[T1] | T1, a2: Node[T2] | T2,
+        a3: Node[T3] | T3, /, *, limit: int | None = ..., name: str | None = ...,
+        after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
+        retry: Retry | int | None = ..., fallback: list[R] | Callable[[NoValue], list[R]] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: Executor | Literal["thread"] | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ...,
+    ) -> Node[list[R]]: ...
+    @overload
+    def add_map(
+        self, fn: Callable[[T, T1, T2, T3, P], R], items: Node[Iterable[T]] | Iterable[T],
+        a1: Node[T1] | T1, a2: Node[T2] | T2, a3: Node[T3] | T3, /, *, limit: int | None = ...,
+        name: str | None = ..., after: Node[object] | Iterable[Node[object]] = ...,
+        timeout: float | None = ..., retry: Retry | int | None = ...,
+        fallback: list[R] | Callable[[NoValue], list[R]] = ...,
+        breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
+        executor: Executor | Literal["thread"] | None = ...,
+        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
+        tags: Iterable[str] = ..., cleanup_timeout: float | None = ...,
+        **unknown_option: UnknownOption[Never],
+    ) -> Node[list[R]]: ...
+    @overload
+    def add_map(
         self, fn: Callable[..., object], items: object, a1: object, a2: object, a3: object,
         a4: object, /, *more: object, limit: int | None = ..., name: str | None = ...,
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
@@ -1858,11 +1954,21 @@ class TypedAdders(Generic[P]):
         self, fn: Callable[..., object], items: object, /, *inputs: object,
         limit: int | None = None, **options: Any,
     ) -> Node[list[Any]]:
-        """Add a node that calls `fn(item, *others)` for each item, concurrently.
+        """A node whose value is ``[fn(item, *others) for item in items]``, the calls made
+        concurrently (at most `limit` at once; default: all), results in input order.
 
-        `items` is a node whose value is an iterable, or an iterable; each of `others` a node
-        or a constant. At most `limit` calls run at once (None: no limit). The node's value is
-        the list of results in the order of the items (`[]` for none); a built `Dag` as `fn`
-        runs once per item, giving its `ExecutionResult`s.
+        - `items`: a node (or a plain iterable) whose value is iterated once per run; no items
+          give ``[]``. `others`: further inputs (nodes or constants) passed to every call; a
+          function taking one more required parameter gets the invoke parameter last, as in
+          `add_node`.
+        - `fn`: a sync or async function, or a built `Dag`, whose `ExecutionResult` per item
+          (each item its parameter, cleanups included) is then the item's value.
+        - `timeout=` (seconds), `retry=`, `executor=`, `breaker=` and `limiter=` apply to each
+          item's call; `name`, `after`, `tags`, `pre`/`post` and `fallback` to the node as a
+          whole. `cache=` and `release=` are refused.
+
+        The first item that finally fails fails the node (a note names the item's index) and
+        cancels the items still running. Events report each item as node ``"name[index]"``.
+        Raises `DagDefinitionError` like `add_node`, and for a `limit` that is not an int >= 1.
         """
         return self._add_map(fn, items, inputs, limit, options)
