@@ -168,6 +168,9 @@ def check_add_map(dag: Dag[Params], i: Node[int], s: Node[str]) -> None:
     dag.add_map(needs_int, i)  # type: ignore[arg-type]  # an int is not iterable
     dag.add_map(needs_int_str, [1], i)  # type: ignore[arg-type]  # the other input is a str
     dag.add_map(needs_int, [1], i)  # type: ignore[arg-type]  # needs_int takes one argument
+    dag.add_map(wants_other, [1])  # type: ignore[arg-type]  # injected parameter of another type
+    inner = Dag[Params]()
+    dag.add_map(inner, [Params(1)], 2)  # type: ignore[arg-type]  # a graph takes one parameter
     d: Node[list[int]] = dag.add_map(needs_int, [1])  # type: ignore[arg-type]  # list[str]
     print(d)
 

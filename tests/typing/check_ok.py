@@ -420,6 +420,10 @@ def user_ids(params: Params) -> list[int]:
     return [params.user_id, params.user_id + 1]
 
 
+def greet_each(user_id: int, params: Params) -> str:
+    return f"{params.greeting} {user_id}"
+
+
 def check_add_map(dag: Dag[Params], i: Node[int], s: Node[str]) -> None:
     ids = assert_type(dag.add_node(user_ids), Node[list[int]])
     assert_type(dag.add_map(a1, ids), Node[list[str]])  # async
@@ -433,6 +437,9 @@ def check_add_map(dag: Dag[Params], i: Node[int], s: Node[str]) -> None:
         dag.add_map(a1, ids, limit=4, timeout=2.0, retry=3, executor="thread", name="each"),
         Node[list[str]],
     )
+    # the injected parameter, last, as in add_node
+    assert_type(dag.add_map(greet_each, ids), Node[list[str]])
+    assert_type(dag.add_map(fetch_user, [1, 2]), Node[list[str]])
     # a built graph runs once per item
     inner = Dag[Params]()
     inner.freeze()
