@@ -1714,9 +1714,9 @@ class TypedAdders(Generic[P]):
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: list[R] | Callable[[NoValue], list[R]] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
-        executor: Executor | Literal["thread"] | None = ...,
-        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
-        tags: Iterable[str] = ..., cleanup_timeout: float | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ...,
     ) -> Node[list[R]]: ...
     @overload
     def add_map(
@@ -1725,10 +1725,9 @@ class TypedAdders(Generic[P]):
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: list[R] | Callable[[NoValue], list[R]] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
-        executor: Executor | Literal["thread"] | None = ...,
-        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
-        tags: Iterable[str] = ..., cleanup_timeout: float | None = ...,
-        **unknown_option: UnknownOption[Never],
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., **unknown_option: UnknownOption[Never],
     ) -> Node[list[R]]: ...
     @overload
     def add_map(
@@ -1781,9 +1780,9 @@ class TypedAdders(Generic[P]):
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: list[R] | Callable[[NoValue], list[R]] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
-        executor: Executor | Literal["thread"] | None = ...,
-        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
-        tags: Iterable[str] = ..., cleanup_timeout: float | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ...,
     ) -> Node[list[R]]: ...
     @overload
     def add_map(
@@ -1792,10 +1791,9 @@ class TypedAdders(Generic[P]):
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: list[R] | Callable[[NoValue], list[R]] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
-        executor: Executor | Literal["thread"] | None = ...,
-        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
-        tags: Iterable[str] = ..., cleanup_timeout: float | None = ...,
-        **unknown_option: UnknownOption[Never],
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., **unknown_option: UnknownOption[Never],
     ) -> Node[list[R]]: ...
     @overload
     def add_map(
@@ -1851,9 +1849,9 @@ class TypedAdders(Generic[P]):
         timeout: float | None = ..., retry: Retry | int | None = ...,
         fallback: list[R] | Callable[[NoValue], list[R]] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
-        executor: Executor | Literal["thread"] | None = ...,
-        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
-        tags: Iterable[str] = ..., cleanup_timeout: float | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ...,
     ) -> Node[list[R]]: ...
     @overload
     def add_map(
@@ -1863,10 +1861,9 @@ class TypedAdders(Generic[P]):
         timeout: float | None = ..., retry: Retry | int | None = ...,
         fallback: list[R] | Callable[[NoValue], list[R]] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
-        executor: Executor | Literal["thread"] | None = ...,
-        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
-        tags: Iterable[str] = ..., cleanup_timeout: float | None = ...,
-        **unknown_option: UnknownOption[Never],
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., **unknown_option: UnknownOption[Never],
     ) -> Node[list[R]]: ...
     @overload
     def add_map(
@@ -1922,9 +1919,9 @@ class TypedAdders(Generic[P]):
         after: Node[object] | Iterable[Node[object]] = ..., timeout: float | None = ...,
         retry: Retry | int | None = ..., fallback: list[R] | Callable[[NoValue], list[R]] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
-        executor: Executor | Literal["thread"] | None = ...,
-        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
-        tags: Iterable[str] = ..., cleanup_timeout: float | None = ...,
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ...,
     ) -> Node[list[R]]: ...
     @overload
     def add_map(
@@ -1934,10 +1931,9 @@ class TypedAdders(Generic[P]):
         timeout: float | None = ..., retry: Retry | int | None = ...,
         fallback: list[R] | Callable[[NoValue], list[R]] = ...,
         breaker: CircuitBreaker | None = ..., limiter: Limiter | None = ...,
-        executor: Executor | Literal["thread"] | None = ...,
-        pre: Callable[..., object] | None = ..., post: Callable[..., object] | None = ...,
-        tags: Iterable[str] = ..., cleanup_timeout: float | None = ...,
-        **unknown_option: UnknownOption[Never],
+        executor: ExecutorLike | None = ..., pre: Callable[..., object] | None = ...,
+        post: Callable[..., object] | None = ..., tags: Iterable[str] = ...,
+        cleanup_timeout: float | None = ..., **unknown_option: UnknownOption[Never],
     ) -> Node[list[R]]: ...
     @overload
     def add_map(

@@ -573,24 +573,6 @@ class Dag(TypedAdders[P], Generic[P]):
         """`await dag(params)` is `await dag.invoke(params)`: a Dag can be a node of another."""
         return await self.invoke(params)
 
-    async def invoke_many(
-        self,
-        params: Iterable[P],
-        *,
-        concurrency: int = 8,
-        on_error: OnError = "raise",
-        progress: bool | Callable[[int, int | None], object] = False,
-        timeout: float | None = None,
-        max_concurrency: int | None = None,
-        targets: Iterable[Node[object]] | None = None,
-        overrides: Mapping[Node[object], object] | None = None,
-        observers: Iterable[Observer] = (),
-        timeline: bool = False,
-    ) -> list[ExecutionResult[P]]:
-        """Run the graph once per parameter, at most `concurrency` runs at once; the results
-        in the order of `params`. (Typed surface only: the run loop implements it.)"""
-        raise NotImplementedError("Dag.invoke_many: not implemented by the run loop yet")
-
 
 class _Building(Generic[P]):
     """The context manager `build_dag` returns: yields the graph, freezes it on a clean exit."""
