@@ -399,7 +399,7 @@ def test_async_generator_given_to_add_node() -> None:
 
     dag = Dag[int]()
     with pytest.raises(DagDefinitionError, match=r"async generator.*add_resource\(connection, "):
-        dag.add_node(connection)
+        dag.add_node(connection)  # type: ignore[deprecated]  # refused at build time: tested
     dag.add_resource(connection)  # the right way is accepted
 
 

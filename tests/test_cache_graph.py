@@ -639,7 +639,7 @@ def test_cache_on_a_resource_is_refused_naming_the_option() -> None:
         yield "c"
 
     with build_dag() as dag, pytest.raises(DagDefinitionError, match=r"conn.*cache="):
-        dag.add_resource(conn, cache=Cache())  # type: ignore[call-overload]  # the misuse under test
+        dag.add_resource(conn, cache=Cache())  # type: ignore[arg-type]  # the misuse under test
 
 
 def test_cache_with_pre_is_refused_naming_both_options() -> None:
@@ -669,6 +669,6 @@ def test_cache_with_post_is_refused_naming_both_options() -> None:
 def test_cache_on_add_map_and_a_non_cache_are_refused() -> None:
     with build_dag() as dag:
         with pytest.raises(DagDefinitionError, match="cache="):
-            dag.add_map(str, [1], cache=Cache())
+            dag.add_map(str, [1], cache=Cache())  # type: ignore[arg-type]  # under test
         with pytest.raises(DagDefinitionError, match="cache="):
             dag.add_node(lambda: 1, cache={})  # type: ignore[call-overload]  # the misuse under test

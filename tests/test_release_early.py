@@ -178,7 +178,7 @@ async def test_users_outside_targets_are_not_waited_for() -> None:
 
 def test_release_is_for_resources_only() -> None:
     with build_dag() as dag, pytest.raises(DagDefinitionError, match="add_resource"):
-        dag.add_node(lambda: 1, release="early")  # type: ignore[call-overload]  # under test
+        dag.add_node(lambda: 1, release="early")  # type: ignore[arg-type]  # under test
 
 
 def test_release_value_is_checked() -> None:

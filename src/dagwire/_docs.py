@@ -1,4 +1,4 @@
-"""The docstrings of `Dag.add_node` and `Dag.add_resource`.
+"""The docstrings of `Dag.add_node`, `Dag.add_resource` and `Dag.add_map`.
 
 Their implementations live in the generated `_overloads.py`; the texts live here so that the
 generator (`tools/gen_overloads.py`) and `graph.py` share one copy.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import textwrap
 
-__all__ = ["ADD_NODE", "ADD_RESOURCE"]
+__all__ = ["ADD_MAP", "ADD_NODE", "ADD_RESOURCE"]
 
 
 def _reflow(options: str) -> str:
@@ -200,3 +200,21 @@ Raises:
     exactly once, fails the node (`TypeError` / `RuntimeError`).
 """
 )
+
+ADD_MAP = """A node whose value is ``[fn(item, *others) for item in items]``, the calls made
+        concurrently (at most `limit` at once; default: all), results in input order.
+
+        - `items`: a node (or a plain iterable) whose value is iterated once per run; no items
+          give ``[]``. `others`: further inputs (nodes or constants) passed to every call; a
+          function taking one more required parameter gets the invoke parameter last, as in
+          `add_node`.
+        - `fn`: a sync or async function, or a built `Dag`, whose `ExecutionResult` per item
+          (each item its parameter, cleanups included) is then the item's value.
+        - `timeout=` (seconds), `retry=`, `executor=`, `breaker=` and `limiter=` apply to each
+          item's call; `name`, `after`, `tags`, `pre`/`post` and `fallback` to the node as a
+          whole. `cache=` and `release=` are refused.
+
+        The first item that finally fails fails the node (a note names the item's index) and
+        cancels the items still running. Events report each item as node ``"name[index]"``.
+        Raises `DagDefinitionError` like `add_node`, and for a `limit` that is not an int >= 1.
+        """

@@ -415,32 +415,15 @@ class Dag(TypedAdders[P], Generic[P]):
             tags=tags,
         )
 
-    def add_map(
+    def _add_map(
         self,
         fn: Callable[..., object],
         items: object,
-        /,
-        *others: object,
-        limit: int | None = None,
-        **options: Any,
-    ) -> Node[list[Any]]:
-        """A node whose value is ``[fn(item, *others) for item in items]``, the calls made
-        concurrently (at most `limit` at once; default: all), results in input order.
-
-        - `items`: a node (or a plain iterable) whose value is iterated once per run; no items
-          give ``[]``. `others`: further inputs (nodes or constants) passed to every call; a
-          function taking one more required parameter gets the invoke parameter last, as in
-          `add_node`.
-        - `fn`: a sync or async function, or a built `Dag`, whose `ExecutionResult` per item
-          (each item its parameter, cleanups included) is then the item's value.
-        - `timeout=` (seconds), `retry=`, `executor=`, `breaker=` and `limiter=` apply to each
-          item's call; `name`, `after`, `tags`, `pre`/`post` and `fallback` to the node as a
-          whole. `cache=` and `release=` are refused.
-
-        The first item that finally fails fails the node (a note names the item's index) and
-        cancels the items still running. Events report each item as node ``"name[index]"``.
-        Raises `DagDefinitionError` like `add_node`, and for a `limit` that is not an int >= 1.
-        """
+        others: Sequence[object],
+        limit: int | None,
+        options: Mapping[str, Any],
+    ) -> Node[Any]:
+        """`add_map` (typed in `_overloads`, which documents it)."""
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):
@@ -766,7 +749,11 @@ class Dag(TypedAdders[P], Generic[P]):
 
 # The typed overloads of add_node/add_resource are generated (tools/gen_overloads.py); their
 # shared implementations get the texts a user reads with help(). See _docs.py.
-for _method, _doc in (("add_node", _docs.ADD_NODE), ("add_resource", _docs.ADD_RESOURCE)):
+for _method, _doc in (
+    ("add_node", _docs.ADD_NODE),
+    ("add_resource", _docs.ADD_RESOURCE),
+    ("add_map", _docs.ADD_MAP),
+):
     vars(TypedAdders)[_method].__doc__ = _doc
 
 

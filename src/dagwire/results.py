@@ -64,7 +64,7 @@ class NodeCompletion:
     - `time`: seconds since the run started (`time.perf_counter` based).
     """
 
-    node: Node[Any]
+    node: Node[object]
     status: NodeStatus
     value: object
     error: BaseException | None

@@ -8,10 +8,11 @@ misuse that stops being reported fails tests/test_typing.py. Never run: definiti
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator
 from dataclasses import dataclass
 
-from dagwire import Dag, Node, build_dag
+from dagwire import Cache, Dag, Node, build_dag
+from dagwire.events import AnyEvent
 
 
 @dataclass
@@ -78,12 +79,12 @@ async def check_wiring(dag: Dag[Params], i: Node[int], s: Node[str]) -> None:
 
 
 def check_options(dag: Dag[Params], i: Node[int]) -> None:
-    dag.add_node(needs_int, i, nmae="n")  # type: ignore[call-overload]  # misspelt option
+    dag.add_node(needs_int, i, nmae="n")  # type: ignore[arg-type]  # misspelt option
     dag.add_node(needs_int, i, timeout="5")  # type: ignore[call-overload]  # timeout is a number
     dag.add_node(needs_int, i, retry=1.5)  # type: ignore[call-overload]  # Retry or int
     dag.add_node(needs_int, i, after=[3])  # type: ignore[arg-type, list-item]  # after= takes nodes
     dag.add_node(needs_int, i, executor="process")  # type: ignore[call-overload]  # "thread"/Executor
-    dag.add_node(needs_int, i, release="early")  # type: ignore[call-overload]  # resources only
+    dag.add_node(needs_int, i, release="early")  # type: ignore[arg-type]  # resources only
     dag.add_resource(conn, "db", release="late")  # type: ignore[call-overload]  # "end" or "early"
 
 
@@ -107,3 +108,85 @@ async def check_running() -> None:
     with build_dag() as unparametrised:
         unparametrised.add_node(wants_params)  # type: ignore[arg-type]  # its parameter is None
     await unparametrised.invoke(Params(1))  # type: ignore[arg-type]  # takes None
+
+
+def count(x: str) -> int:
+    return len(x)
+
+
+def total(*parts: int) -> int:
+    return sum(parts)
+
+
+async def ticks() -> AsyncGenerator[int]:
+    yield 1
+
+
+def lines(n: int) -> Generator[str]:
+    yield str(n)
+
+
+def check_fallback(dag: Dag[Params], s: Node[str]) -> None:
+    a: Node[int] = dag.add_node(count, s, fallback="x")  # type: ignore[arg-type]  # int | str
+    b: Node[int] = dag.add_node(count, s, fallback=None)  # type: ignore[arg-type]  # int | None
+    dag.add_node(needs_int, dag.add_node(count, s, fallback="x"))  # type: ignore[arg-type]  # str
+    dag.add_node(needs_int, dag.add_node(count, s, fallback=None))  # type: ignore[arg-type]  # None
+    m: Node[list[str]]
+    m = dag.add_map(needs_int, [1], fallback=[1])  # type: ignore[arg-type, list-item]  # int
+    print(a, b)
+    del m
+
+
+def check_variadic(dag: Dag[Params], i: Node[int], s: Node[str], strs: list[Node[str]]) -> None:
+    dag.add_node(total, i, s)  # type: ignore[arg-type]  # a str among the ints
+    dag.add_node(total, *strs)  # type: ignore[arg-type]  # star-unpacked, all str
+    c: Node[str] = dag.add_node(total, i, i)  # type: ignore[arg-type]  # it is Node[int]
+    print(c)
+
+
+def check_generators(dag: Dag[Params], i: Node[int]) -> None:
+    dag.add_node(conn, "db")  # type: ignore[deprecated]  # an async generator: a resource
+    dag.add_node(ticks)  # type: ignore[deprecated]  # the same, without inputs
+    dag.add_node(lines, i)  # type: ignore[deprecated]  # a generator function: a resource
+
+
+def check_unknown_options(dag: Dag[Params], i: Node[int]) -> None:
+    dag.add_node(needs_int, i, retires=3)  # type: ignore[arg-type]  # misspelt retry
+    dag.add_node(fetch, retires=3)  # type: ignore[arg-type]  # the same without inputs
+    dag.add_node(wants_other, i, retires=3)  # type: ignore[arg-type]  # injected, too
+    dag.add_node(total, i, i, retires=3)  # type: ignore[arg-type]  # a variadic function
+    dag.add_resource(conn, "db", retires=3)  # type: ignore[arg-type]  # on a resource
+    dag.add_map(needs_int, [1], retires=3)  # type: ignore[arg-type]  # on add_map
+    dag.add_resource(conn, "db", cache=Cache())  # type: ignore[arg-type]  # add_node only
+    dag.add_node(needs_int, i, cache=3)  # type: ignore[call-overload]  # cache= takes a Cache
+    dag.add_map(needs_int, [1], limit="2")  # type: ignore[call-overload]  # limit= is an int
+
+
+def check_add_map(dag: Dag[Params], i: Node[int], s: Node[str]) -> None:
+    dag.add_map(needs_int, ["a"])  # type: ignore[arg-type]  # items of the wrong type
+    dag.add_map(needs_int, s)  # type: ignore[arg-type]  # a str iterates over str
+    dag.add_map(needs_int, i)  # type: ignore[arg-type]  # an int is not iterable
+    dag.add_map(needs_int_str, [1], i)  # type: ignore[arg-type]  # the other input is a str
+    dag.add_map(needs_int, [1], i)  # type: ignore[arg-type]  # needs_int takes one argument
+    dag.add_map(wants_other, [1])  # type: ignore[arg-type]  # injected parameter of another type
+    inner = Dag[Params]()
+    dag.add_map(inner, [Params(1)], 2)  # type: ignore[arg-type]  # a graph takes one parameter
+    d: Node[list[int]] = dag.add_map(needs_int, [1])  # type: ignore[arg-type]  # list[str]
+    print(d)
+
+
+async def check_stream_and_batches(dag: Dag[Params], n: Node[str]) -> None:
+    await dag.invoke_many([OtherParams("x")])  # type: ignore[list-item]  # the graph takes Params
+    await dag.invoke_many(Params(1))  # type: ignore[arg-type]  # an iterable of them
+    await dag.invoke_many([Params(1)], progress="yes")  # type: ignore[arg-type]  # bool/callable
+    e: int = (await dag.invoke_many([Params(1)]))[0][n]  # type: ignore[assignment]  # str
+    async for done in dag.stream(OtherParams("x")):  # type: ignore[arg-type]  # takes Params
+        print(done.value.upper())  # type: ignore[attr-defined]  # value is an object
+    print(e)
+
+
+def check_events(event: AnyEvent) -> None:
+    if event.kind == "node_started":
+        print(event.delay)  # type: ignore[attr-defined]  # only NodeRetrying has a delay
+    if event.kind == "node_skipped":
+        print(event.cause.upper())  # type: ignore[union-attr]  # the cause may be None

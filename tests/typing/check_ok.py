@@ -10,9 +10,20 @@ from contextlib import AbstractContextManager, asynccontextmanager, contextmanag
 from dataclasses import dataclass
 from functools import partial
 from io import StringIO
-from typing import Any, TypeVar, assert_type
+from typing import Any, Literal, TypeVar, assert_type
 
-from dagwire import Dag, ExecutionResult, Limiter, Node, Retry, build_dag
+from dagwire import (
+    Cache,
+    Dag,
+    ExecutionResult,
+    Limiter,
+    Node,
+    NodeCompletion,
+    NodeStatus,
+    Retry,
+    build_dag,
+)
+from dagwire.events import AnyEvent, Event, NodeFailed, NodeRetrying, NodeSkipped, RunFinished
 
 T = TypeVar("T")
 
@@ -97,8 +108,14 @@ async def a10(
     return memoryview((v10 * (v1 + v2 + v3 + v4 + v5 + v6 + v7 + v8 + v9)).encode())
 
 
-def s11(*values: int) -> int:
-    return sum(values)
+def s12(
+    v1: int, v2: int, v3: int, v4: int, v5: int, v6: int, v7: int, v8: int, v9: int, v10: int,
+    v11: int, v12: str,
+) -> str:
+    return v12 * (v1 + v2 + v3 + v4 + v5 + v6 + v7 + v8 + v9 + v10 + v11)
+
+
+untyped_callable: Any = len
 
 
 # -- the injected parameter: one more trailing argument than inputs -------------------------
@@ -247,9 +264,9 @@ async def check_add_node() -> None:
         assert_type(dag.add_node(inner), Node[ExecutionResult[Params]])
 
         # beyond the typed arity: accepted, untyped
-        assert_type(dag.add_node(s11, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11), Node[Any])
-        assert_type(dag.add_node(s11, *[i, i]), Node[Any])  # star-args: unknown count
-        assert_type(dag.add_node(s11, i, i, i, i, i, i, i, i, i, i), Node[int])
+        assert_type(dag.add_node(s12, i, i, i, i, i, i, i, i, i, i, i, "x"), Node[Any])
+        # a callable typed Any (an untyped library's, say): untyped, and nothing reported
+        assert_type(dag.add_node(untyped_callable, i), Node[Any])
 
         # options, all keyword-only
         assert_type(
@@ -319,3 +336,181 @@ def check_build_dag() -> None:
     with build_dag(Params, name="named") as named:
         assert_type(named, Dag[Params])
     assert_type(Dag[int](name="x").params, Node[int])
+
+
+# -- fallback= is part of the node's type --------------------------------------------------
+
+
+def maybe(x: int) -> int | None:
+    return x or None
+
+
+def to_float(x: int) -> float:
+    return x / 2
+
+
+def check_fallback(dag: Dag[Params], i: Node[int], s: Node[str]) -> None:
+    assert_type(dag.add_node(a1, i, fallback=""), Node[str])
+    assert_type(dag.add_node(s1, s, fallback=b""), Node[bytes])
+    assert_type(dag.add_node(s2, dag.add_node(s1, s), 1.0, fallback=[]), Node[list[int]])
+    assert_type(dag.add_node(to_float, i, fallback=0), Node[float])  # an int is a float
+    assert_type(dag.add_node(only_params, fallback=True), Node[int])  # a bool is an int
+    # the value may be the fallback: None widens the node, unless the function returns None
+    assert_type(dag.add_node(a1, i, fallback=None), Node[str | None])
+    assert_type(dag.add_node(maybe, i, fallback=None), Node[int | None])
+    assert_type(dag.add_node(lambda p: p.user_id, dag.params, fallback=0), Node[int])
+    assert_type(dag.add_node(lambda p: p.greeting, fallback=None), Node[str | None])
+    assert_type(dag.add_resource(cm_resource, fallback=0.0), Node[float])
+    assert_type(dag.add_map(a1, [1, 2], fallback=[]), Node[list[str]])
+
+
+# -- variadic functions: any number of inputs of one type ---------------------------------
+
+
+def total(*parts: int) -> int:
+    return sum(parts)
+
+
+async def total_async(*parts: int) -> int:
+    return sum(parts)
+
+
+def check_variadic(dag: Dag[Params], i: Node[int], parts: list[Node[int]]) -> None:
+    assert_type(dag.add_node(total, *parts), Node[int])
+    assert_type(dag.add_node(total_async, *parts), Node[int])
+    assert_type(dag.add_node(total, i, i, i), Node[int])
+    assert_type(dag.add_node(total, i, 2, i), Node[int])
+    assert_type(dag.add_node(total), Node[int])
+    assert_type(dag.add_node(total, *[1, 2, 3]), Node[int])
+    assert_type(dag.add_node(total, *parts, name="sum", fallback=0), Node[int])
+    # beyond the typed arity too
+    assert_type(dag.add_node(total, i, i, i, i, i, i, i, i, i, i, i, i, i, i), Node[int])
+    # star-unpacked inputs into a function of fixed arity (up to the typed arity)
+    assert_type(dag.add_node(a2, *(i, "x")), Node[float])
+
+
+# -- functions returning iterators are not generator functions -----------------------------
+
+
+def numbers(n: int) -> Iterator[int]:  # returns an iterator: a plain function, a value
+    return iter(range(n))
+
+
+async def fetch_stream(n: int) -> AsyncIterator[int]:  # awaited: its value is an iterator
+    async def gen() -> AsyncIterator[int]:
+        yield n
+
+    return gen()
+
+
+def check_iterators(dag: Dag[Params], i: Node[int]) -> None:
+    assert_type(dag.add_node(numbers, i), Node[Iterator[int]])
+    assert_type(dag.add_node(fetch_stream, i), Node[AsyncIterator[int]])
+    assert_type(dag.add_node(list, dag.add_node(numbers, i)), Node[list[int]])
+
+
+# -- add_map: fn(item, *others) per item, results in order ---------------------------------
+
+
+def scale(x: int, factor: float) -> float:
+    return x * factor
+
+
+def user_ids(params: Params) -> list[int]:
+    return [params.user_id, params.user_id + 1]
+
+
+def greet_each(user_id: int, params: Params) -> str:
+    return f"{params.greeting} {user_id}"
+
+
+def check_add_map(dag: Dag[Params], i: Node[int], s: Node[str]) -> None:
+    ids = assert_type(dag.add_node(user_ids), Node[list[int]])
+    assert_type(dag.add_map(a1, ids), Node[list[str]])  # async
+    assert_type(dag.add_map(s1, ["a", "b"]), Node[list[bytes]])  # sync, plain iterable
+    assert_type(dag.add_map(str, range(3)), Node[list[str]])
+    assert_type(dag.add_map(lambda x: x * 2, ids), Node[list[int]])
+    assert_type(dag.add_map(scale, ids, 0.5), Node[list[float]])
+    assert_type(dag.add_map(scale, ids, dag.add_node(to_float, i)), Node[list[float]])
+    assert_type(dag.add_map(lambda x, k: x * k, ids, s), Node[list[str]])
+    assert_type(
+        dag.add_map(a1, ids, limit=4, timeout=2.0, retry=3, executor="thread", name="each"),
+        Node[list[str]],
+    )
+    # the injected parameter, last, as in add_node
+    assert_type(dag.add_map(greet_each, ids), Node[list[str]])
+    assert_type(dag.add_map(fetch_user, [1, 2]), Node[list[str]])
+    # a built graph runs once per item
+    inner = Dag[Params]()
+    inner.freeze()
+    many = dag.add_node(lambda p: [p, p], dag.params)
+    assert_type(dag.add_map(inner, many), Node[list[ExecutionResult[Params]]])
+
+
+# -- cache=: any Cache, the node keeps its type --------------------------------------------
+
+
+def cache_key(user_id: int) -> int:
+    return user_id
+
+
+def check_cache(dag: Dag[Params], i: Node[int]) -> None:
+    cache = Cache(ttl=30.0, maxsize=100, key=cache_key)
+    assert_type(dag.add_node(a1, i, cache=cache), Node[str])
+    assert_type(dag.add_node(lambda p: p.user_id, dag.params, cache=cache), Node[int])
+    assert_type(dag.add_node(fetch_user, i, cache=None), Node[str])
+
+
+# -- streaming and batches -----------------------------------------------------------------
+
+
+async def check_stream_and_batches(dag: Dag[Params], t: Node[str]) -> None:
+    async for done in dag.stream(Params(1, "x"), on_error="continue", timeout=5.0):
+        assert_type(done, NodeCompletion)
+        assert_type(done.node, Node[object])
+        assert_type(done.status, NodeStatus)
+        assert_type(done.value, object)
+        assert_type(done.error, BaseException | None)
+        assert_type(done.time, float)
+    results = await dag.invoke_many([Params(1, "x"), Params(2, "y")], concurrency=4)
+    assert_type(results, list[ExecutionResult[Params]])
+    assert_type(results[0][t], str)
+    assert_type(
+        await dag.invoke_many(
+            (Params(n, "z") for n in range(3)),
+            on_error="continue",
+            progress=lambda done, total: print(done, total),
+        ),
+        list[ExecutionResult[Params]],
+    )
+
+
+# -- events: narrowed by class or by kind ----------------------------------------------------
+
+
+def observer(event: AnyEvent) -> None:
+    if event.kind == "node_failed":
+        assert_type(event, NodeFailed)
+        assert_type(event.recovered, bool)
+        assert_type(event.error, BaseException | None)
+    elif event.kind == "node_retrying":
+        assert_type(event, NodeRetrying)
+        assert_type(event.delay, float)
+    elif event.kind == "run_finished":
+        assert_type(event.ok, bool)
+    match event:
+        case NodeSkipped(cause=cause):
+            assert_type(cause, str | None)
+        case RunFinished():
+            assert_type(event.node, str | None)
+        case _:
+            assert_type(event.time, float)
+    if isinstance(event, NodeFailed):
+        assert_type(event.kind, Literal["node_failed"])
+
+
+def plain_observer(event: Event) -> None:  # the base class: fields every event has
+    assert_type(event.kind, str)
+    assert_type(event.time, float)
+    assert_type(event.attempt, int)
+    assert_type(event.duration, float | None)
