@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 from .errors import Skip
 from .events import (
+    AnyEvent,
     BreakerChanged,
     CleanupFinished,
     CleanupStarted,
-    Event,
     NodeCancelled,
     NodeFailed,
     NodeRetrying,
@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Observer", "Reporter", "make_reporter"]
 
-Observer = Callable[[Event], object]
-"""An observer: a callable taking one event; its return value is ignored."""
+Observer = Callable[[AnyEvent], object]
+"""An observer: a callable taking one event (any of `dagwire.events`' classes; annotate its
+parameter `Event` or `AnyEvent`); its return value is ignored."""
 
 logger = logging.getLogger("dagwire")
 
@@ -124,7 +125,7 @@ class Reporter:
 
     # -- delivering ------------------------------------------------------------------------
 
-    def emit(self, event: Event) -> None:
+    def emit(self, event: AnyEvent) -> None:
         for k, observer in enumerate(self.observers):
             try:
                 observer(event)
@@ -212,7 +213,7 @@ class Reporter:
         return now - since
 
     def _node_event(
-        self, cls: Callable[..., Event], i: int, now: float, attempt: int, **fields: object
+        self, cls: Callable[..., AnyEvent], i: int, now: float, attempt: int, **fields: object
     ) -> None:
         spec = self.specs[i]
         self.emit(
@@ -333,7 +334,7 @@ class Reporter:
             return
         now = self.now()
         fields: dict[str, object] = {"duration": now - since}
-        cls: Callable[..., Event] = NodeSucceeded
+        cls: Callable[..., AnyEvent] = NodeSucceeded
         if isinstance(error, Skip):
             cls, fields["cause"], fields["error"] = NodeSkipped, self.item_name(i, k), error
         elif isinstance(error, asyncio.CancelledError):
@@ -347,13 +348,13 @@ class Reporter:
 
     def _item_event(
         self,
-        cls: Callable[..., Event],
+        cls: Callable[..., AnyEvent],
         i: int,
         k: int,
         now: float,
         attempt: int,
         **fields: object,
-    ) -> Event:
+    ) -> AnyEvent:
         return cls(
             dag=self.dag,
             run_id=self.run_id,
@@ -417,7 +418,7 @@ class Reporter:
         ]
 
 
-def log_event(event: Event) -> None:
+def log_event(event: AnyEvent) -> None:
     """The observer a run gets when the ``dagwire`` logger is enabled for DEBUG."""
     if isinstance(event, NodeRetrying) or (isinstance(event, NodeFailed) and event.recovered):
         return  # logged at WARNING where they happen, whatever the level

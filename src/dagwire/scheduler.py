@@ -46,7 +46,6 @@ from .status import NodeStatus
 from .tasks import EAGER, MAX_EAGER_NESTING, in_context, start_task
 
 if TYPE_CHECKING:
-    from .events import Event
     from .graph import Dag
     from .lifecycle import Cleanup
 
@@ -548,10 +547,6 @@ class Run:
         return RunContext(
             self.dag.name, self.run_id, self.plan.specs[i].name, self.attempts.get(i, 1)
         )
-
-    def emit(self, event: Event) -> None:
-        if self.reporter is not None:
-            self.reporter.emit(event)
 
     # -- the outcome ----------------------------------------------------------------------
 
