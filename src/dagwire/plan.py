@@ -12,7 +12,7 @@ from operator import itemgetter
 from typing import Any
 
 from .cache import Cache
-from .definition import Const, NodeKind, NodeSpec
+from .definition import Const, NodeKind, NodeOptions, NodeSpec
 from .lifecycle import Cleanup, post_hook
 from .status import NodeStatus
 
@@ -52,7 +52,6 @@ class Scope:
 
     members: tuple[bool, ...]  # membership flag per node
     steps: tuple[Step, ...]
-    slow_steps: tuple[Step, ...]  # the same, every node SLOW: for instrumented runs
     indegree: tuple[int, ...]  # member inputs still to finish (0 for non-members: never used)
     roots: tuple[int, ...]  # members with no member input, in definition order
     size: int  # how many nodes the run executes
@@ -60,13 +59,22 @@ class Scope:
     # goes (-1 for every other node), and for each node the early resources among its inputs.
     early_waits: tuple[int, ...]
     release_after: tuple[tuple[int, ...], ...]
+    # (a plain `list` factory: calling a subscripted alias costs a microsecond per scope)
+    _slow: list[tuple[Step, ...]] = field(default_factory=list, repr=False)  # pyright: ignore[reportUnknownVariableType]
+
+    @property
+    def slow_steps(self) -> tuple[Step, ...]:
+        """The steps with every node SLOW, for runs that report each node (made when first
+        needed: most scopes never are)."""
+        if not self._slow:
+            self._slow.append(tuple((fn, get, SLOW, out) for fn, get, _, out in self.steps))
+        return self._slow[0]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Plan:
     specs: tuple[NodeSpec, ...]
     deps: tuple[tuple[int, ...], ...]  # distinct upstream nodes, inputs and after=
-    runnable_deps: tuple[tuple[int, ...], ...]  # the same without params/immediates
     getters: tuple[Getter, ...]  # per node: where its arguments are in the values list
     values: tuple[object, ...]  # initial per-run values: params slot, immediates, constants
     statuses: tuple[NodeStatus, ...]
@@ -78,9 +86,8 @@ class Plan:
     caches: tuple[Cache | None, ...]  # the node's cache= (looked up before its slow path)
     posts: tuple[Cleanup | None, ...]  # the node's post= hook as a registered cleanup
     full: Scope  # every runnable node
-    _scopes: dict[tuple[frozenset[int], frozenset[int]], Scope] = field(
-        default_factory=dict[tuple[frozenset[int], frozenset[int]], Scope]
-    )
+    # (a plain `dict` factory: calling a subscripted alias costs a microsecond per graph)
+    _scopes: dict[tuple[frozenset[int], frozenset[int]], Scope] = field(default_factory=dict)  # pyright: ignore[reportUnknownVariableType]
 
     @property
     def size(self) -> int:
@@ -131,21 +138,42 @@ _MAX_SCOPES = 64
 
 
 def compile_plan(specs: tuple[NodeSpec, ...]) -> Plan:
+    """Compile `specs` (in definition order, inputs before users) into a `Plan`.
+
+    One pass over the nodes for the per-node tables, one for the full scope: a service that
+    builds its graph per request pays this for every graph, so it is kept to a few list
+    operations per node.
+    """
     n = len(specs)
     values: list[object] = [MISSING] * n
     statuses = [NodeStatus.PENDING] * n
-    for spec in specs:
-        if spec.kind is NodeKind.IMMEDIATE:
-            const = spec.args[0]
-            assert isinstance(const, Const)
-            values[spec.index] = const.value
-        if spec.kind in (NodeKind.IMMEDIATE, NodeKind.PARAMS):
-            statuses[spec.index] = NodeStatus.SUCCEEDED
-
-    deps = tuple(spec.deps for spec in specs)
-    runnable = [s is NodeStatus.PENDING for s in statuses]
+    runnable = [True] * n
+    dependents_count = [0] * n
+    early = [False] * n
     getters: list[Getter] = []
+    caches: list[Cache | None] = [None] * n
+    posts: list[Cleanup | None] = [None] * n
+    has_cleanups = False
     for spec in specs:
+        i, kind, options = spec.index, spec.kind, spec.options
+        if kind is not NodeKind.CALL:
+            if kind is NodeKind.RESOURCE:
+                has_cleanups = True
+                early[i] = options is not None and options.release == "early"
+            elif kind is NodeKind.IMMEDIATE or kind is NodeKind.PARAMS:
+                if kind is NodeKind.IMMEDIATE:
+                    const = spec.args[0]
+                    assert isinstance(const, Const)
+                    values[i] = const.value
+                statuses[i] = NodeStatus.SUCCEEDED
+                runnable[i] = False
+        if options is not None:
+            caches[i] = options.cache
+            if options.post is not None:
+                has_cleanups = True
+                posts[i] = _post_cleanup(options)
+        for d in spec.deps:
+            dependents_count[d] += 1
         slots: list[int] = []
         for a in spec.args:
             if isinstance(a, Const):  # constants live after the node slots
@@ -156,93 +184,93 @@ def compile_plan(specs: tuple[NodeSpec, ...]) -> Plan:
         if spec.inject:
             slots.append(0)
         getters.append(_getter(slots))
-
-    has_users = {d for ds in deps for d in ds}
-    early = tuple(
-        s.kind is NodeKind.RESOURCE and s.options is not None and s.options.release == "early"
-        for s in specs
+    deps = tuple(spec.deps for spec in specs)
+    # Only params and immediates are not runnable: most nodes keep their deps tuple as it is.
+    runnable_deps = tuple(
+        ds if all(runnable[d] for d in ds) else tuple(d for d in ds if runnable[d]) for ds in deps
     )
     plan = Plan(
         specs=specs,
         deps=deps,
-        runnable_deps=tuple(tuple(d for d in ds if runnable[d]) for ds in deps),
         getters=tuple(getters),
         values=tuple(values),
         statuses=tuple(statuses),
-        sinks=tuple(i for i in range(n) if i not in has_users),
-        dependents_count=_dependents_count(deps, n),
-        has_cleanups=any(
-            s.kind is NodeKind.RESOURCE or (s.options is not None and s.options.post is not None)
-            for s in specs
-        ),
-        early=early,
+        sinks=tuple(i for i in range(n) if not dependents_count[i]),
+        dependents_count=tuple(dependents_count),
+        has_cleanups=has_cleanups,
+        early=tuple(early),
         has_early=any(early),
-        caches=tuple(s.options.cache if s.options is not None else None for s in specs),
-        posts=tuple(_post_cleanup(s) for s in specs),
+        caches=tuple(caches),
+        posts=tuple(posts),
         full=_EMPTY_SCOPE,
     )
-    object.__setattr__(plan, "full", _scope(plan, tuple(runnable)))
+    # The full scope's members are the runnable nodes: their member deps are runnable_deps.
+    object.__setattr__(plan, "full", _scope(plan, tuple(runnable), runnable_deps))
     return plan
 
 
-def _post_cleanup(spec: NodeSpec) -> Cleanup | None:
-    options = spec.options
-    if options is None or options.post is None:
-        return None
+def _post_cleanup(options: NodeOptions) -> Cleanup:
+    assert options.post is not None
     never_waits = not options.post_async and options.cleanup_timeout is None
     return post_hook(options.post, options.post_takes_param, never_waits)
 
 
-def _dependents_count(deps: tuple[tuple[int, ...], ...], n: int) -> tuple[int, ...]:
-    counts = [0] * n
-    for ds in deps:
-        for d in ds:
-            counts[d] += 1
-    return tuple(counts)
+_ALWAYS_SLOW = (NodeKind.RESOURCE, NodeKind.MAP, NodeKind.GRAPH)
 
 
-def _scope(plan: Plan, members: tuple[bool, ...]) -> Scope:
-    """Compile the step tables of the nodes in `members`."""
-    specs, early = plan.specs, plan.early
-    member_deps = [tuple(d for d in ds if members[d]) for ds in plan.deps]
-    dependents: list[list[int]] = [[] for _ in specs]
+def _scope(
+    plan: Plan,
+    members: tuple[bool, ...],
+    member_deps: tuple[tuple[int, ...], ...] | None = None,
+) -> Scope:
+    """Compile the step tables of the nodes in `members` (`member_deps`: each node's deps
+    among the members, when the caller has them)."""
+    specs, early, has_early, getters = plan.specs, plan.early, plan.has_early, plan.getters
+    n = len(specs)
+    if member_deps is None:
+        member_deps = tuple(tuple(d for d in ds if members[d]) for ds in plan.deps)
+    dependents: list[list[int]] = [[] for _ in range(n)]
+    indegree: list[int] = []
+    roots: list[int] = []
     for i, ds in enumerate(member_deps):
         if members[i]:
             for d in ds:
                 dependents[d].append(i)
-    release_after = tuple(tuple(d for d in ds if early[d]) for ds in member_deps)
+            indegree.append(len(ds))
+            if not ds:
+                roots.append(i)
+        else:
+            indegree.append(0)
+    if has_early:
+        release_after = tuple(tuple(d for d in ds if early[d]) for ds in member_deps)
+        early_waits = tuple(len(dependents[i]) if early[i] and members[i] else -1 for i in range(n))
+    else:  # no early resource: nothing to release early, the same empty tables for all
+        release_after = ((),) * n
+        early_waits = (-1,) * n
     steps: list[Step] = []
-    slow_steps: list[Step] = []
     for spec in specs:
         i = spec.index
-        fn = spec.fn or _no_body
+        get = getters[i]
         # Users of an early-release resource report their end through the slow path, too.
-        slow = (
-            spec.options is not None
-            or spec.kind in (NodeKind.RESOURCE, NodeKind.MAP, NodeKind.GRAPH)
-            or bool(release_after[i])
-        )
-        mode = SLOW if slow else ASYNC if spec.is_async else SYNC
-        get = plan.getters[i]
-        if mode == ASYNC:
+        if spec.options is not None or spec.kind in _ALWAYS_SLOW or release_after[i]:
+            mode = SLOW
+        elif spec.is_async:
             mode = A0 if get is None else A1 if isinstance(get, int) else AN
-        out = tuple(dependents[i])
-        steps.append((fn, get, mode, out))
-        slow_steps.append((fn, get, SLOW, out))
-    n = len(specs)
+        else:
+            mode = SYNC
+        steps.append((spec.fn or _no_body, get, mode, tuple(dependents[i])))
     return Scope(
         members=members,
         steps=tuple(steps),
-        slow_steps=tuple(slow_steps),
-        indegree=tuple(len(ds) if members[i] else 0 for i, ds in enumerate(member_deps)),
-        roots=tuple(i for i in range(n) if members[i] and not member_deps[i]),
+        indegree=tuple(indegree),
+        roots=tuple(roots),
         size=sum(members),
-        early_waits=tuple(len(dependents[i]) if early[i] and members[i] else -1 for i in range(n)),
+        early_waits=early_waits,
         release_after=release_after,
     )
 
 
-_EMPTY_SCOPE = Scope((), (), (), (), (), 0, (), ())
+_EMPTY_SCOPE = Scope((), (), (), (), 0, (), ())
 
 
 def _no_body() -> None:
