@@ -198,7 +198,8 @@ async def attempts(
     assert fn is not None
     guarded = opts.guarded or (run is not None and run.limiter is not None)
     kind = spec.kind
-    direct = spec.is_async and (kind is NodeKind.CALL or kind is NodeKind.JOIN)  # await fn()
+    # await fn(*args) right away: an async body (of a node, or of each item of a map node)
+    direct = spec.is_async and kind is not NodeKind.RESOURCE and kind is not NodeKind.GRAPH
     if run is not None:
         if opts.pre is not None:
             try:

@@ -139,9 +139,14 @@ class Item:
     def attempt_started(self, attempt: int) -> None:
         run = self.run
         self.attempt = attempt
-        set_where(RunContext(run.dag.name, run.run_id, self.name, attempt))
+        if attempt == 1:
+            set_where(self.run_context)  # made only if the item's code asks for it
         if run.reporter is not None:
             self.since = run.reporter.item_started(self.i, self.k, attempt)
+
+    def run_context(self) -> RunContext:
+        run = self.run
+        return RunContext(run.dag.name, run.run_id, self.name, self.attempt)
 
     def retrying(self, attempt: int, delay: float, error: Exception) -> None:
         reporter = self.run.reporter

@@ -42,8 +42,11 @@ class RunContext:
 # frame's locals. Registered by the modules that own those functions.
 _markers: dict[CodeType, Callable[[Mapping[str, Any]], RunContext | None]] = {}
 
-# Set only in contexts the run makes for such code (see `set_where`), never in the caller's.
-_where: ContextVar[RunContext | None] = ContextVar("dagwire_run_context", default=None)
+# Set only in contexts the run makes for such code (see `set_where`), never in the caller's:
+# the context itself, or what makes it when asked (most code never asks).
+_where: ContextVar[RunContext | Callable[[], RunContext] | None] = ContextVar(
+    "dagwire_run_context", default=None
+)
 
 
 def register_marker(
@@ -53,9 +56,10 @@ def register_marker(
     _markers[fn.__code__] = read
 
 
-def set_where(where: RunContext) -> None:
+def set_where(where: RunContext | Callable[[], RunContext]) -> None:
     """Called inside a context the run made for user code without a marker frame on its stack
-    (a thread's, an item task's, a shared call's): `current()` reads it there."""
+    (a thread's, an item task's, a shared call's): `current()` reads it there. `where` may be a
+    callable making the context when asked."""
     _where.set(where)
 
 
@@ -73,13 +77,14 @@ def current() -> RunContext | None:
     while frame is not None:
         read = markers.get(frame.f_code)
         if read is not None:
-            where = read(frame.f_locals)
-            if where is not None:
-                return where
+            found = read(frame.f_locals)
+            if found is not None:
+                return found
         if frame is top:  # the current task's own coroutine: frames below belong to others
             break  # (an eager task's first step runs on the stack of the code that made it)
         frame = frame.f_back
-    return _where.get()
+    where = _where.get()
+    return where() if callable(where) else where
 
 
 def _task_frame() -> FrameType | None:
