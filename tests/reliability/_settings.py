@@ -19,6 +19,8 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+from ._loops import LOOP_KINDS
+
 # The hygiene fixture of tests/conftest.py is function-scoped, so it wraps a whole hypothesis
 # test; that is fine because every example runs in its own fresh event loop (see _harness).
 _SUPPRESSED = [
@@ -41,5 +43,8 @@ SCALE = 20 if PROFILE == "long" else 1
 
 
 def examples(ci_examples: int) -> settings:
-    """The profile's settings with `ci_examples` examples (times SCALE for "long")."""
-    return settings(settings.get_profile(PROFILE), max_examples=ci_examples * SCALE)
+    """The profile's settings for a property parametrized over the loop kinds: `ci_examples`
+    examples in all (times SCALE for "long"), split between the kinds, so that every Python
+    checks as many examples whether it has eager task factories (3.12+) or not."""
+    per_kind = -(-ci_examples * SCALE // len(LOOP_KINDS))
+    return settings(settings.get_profile(PROFILE), max_examples=per_kind)
