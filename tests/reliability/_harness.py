@@ -519,14 +519,17 @@ def build_one(
         if s.is_join:
             handles.append(dag.join(*(handles[d] for d in s.inputs), name=name))
             continue
-        after = {"after": [handles[d] for d in s.after]} if s.after else {}
+        after = [handles[d] for d in s.after]
         if s.is_sub:
-            assert inner is not None and s.sub is not None
+            assert inner is not None
+            assert s.sub is not None
             sub_dag = inner[s.sub][0]
-            param = [handles[s.inputs[0]]] if s.inputs else []
-            handles.append(dag.add_node(sub_dag, *param, name=name, **after))
+            if s.inputs:  # the inner graph's parameter is that node's value
+                handles.append(dag.add_node(sub_dag, handles[s.inputs[0]], name=name, after=after))
+            else:  # the invoke parameter
+                handles.append(dag.add_node(sub_dag, name=name, after=after))
             continue
-        options: dict[str, Any] = {"name": name, **after}
+        options: dict[str, Any] = {"name": name, "after": after}
         if s.pre is not None:
             options["pre"] = make_hook(g, i, "pre", s.pre)
         if s.post is not None:
@@ -633,7 +636,9 @@ async def _cancel_later(task: asyncio.Task[None], trial: Trial) -> None:
                 trial.rec(0, -1, "cancel")
 
 
-async def _main(built: Built, trials: list[Trial], on_error: OnError, pool: Executor | None) -> None:
+async def _main(
+    built: Built, trials: list[Trial], on_error: OnError, pool: Executor | None
+) -> None:
     loop = asyncio.get_running_loop()
     assert loop.get_debug()
     ticker = trials[0].ticker
@@ -715,8 +720,17 @@ def merge_process_events(path: str, trials: list[Trial], recorder: Recorder) -> 
         if e["what"] == "end" and outcome != "ok":
             trial.fired.append(
                 Fired(
-                    e["graph"], e["node"], "body", e["attempt"], outcome, None, 0, 0, e["t"],
-                    e["tag"], True,
+                    e["graph"],
+                    e["node"],
+                    "body",
+                    e["attempt"],
+                    outcome,
+                    None,
+                    0,
+                    0,
+                    e["t"],
+                    e["tag"],
+                    True,
                 )
             )
     # renumber by time; loop iterations of off-loop entries: the last loop event's before them

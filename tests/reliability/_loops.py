@@ -91,9 +91,7 @@ class Outcome(Generic[T]):
         return self.value  # type: ignore[return-value]  # done and no error: a T
 
 
-async def _guarded(
-    main: Coroutine[Any, Any, T], outcome: Outcome[T], watchdog: float
-) -> None:
+async def _guarded(main: Coroutine[Any, Any, T], outcome: Outcome[T], watchdog: float) -> None:
     loop = asyncio.get_running_loop()
     report = outcome.report
     loop.set_exception_handler(lambda _loop, context: report.loop_errors.append(context))

@@ -13,7 +13,7 @@ any node of any graph may hold one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 # A node is a plain node (async or sync body), a resource (async generator, sync generator,
@@ -45,6 +45,19 @@ PAUSE_SECONDS: tuple[float | None, ...] = (None, 0.0, 0.0005, 0.0015)
 THREAD_SLOW_SECONDS = 0.02
 
 
+def _compact_repr(obj: object, positional: tuple[str, ...] = ()) -> str:
+    """The constructor call that rebuilds `obj`, with only the fields that differ from their
+    defaults (hypothesis prints failing examples with repr: keep them readable)."""
+    parts: list[str] = []
+    for f in fields(obj):  # type: ignore[arg-type]  # a dataclass instance
+        value = getattr(obj, f.name)
+        if f.name in positional:
+            parts.append(repr(value))
+        elif value != f.default:
+            parts.append(f"{f.name}={value!r}")
+    return f"{type(obj).__name__}({', '.join(parts)})"
+
+
 @dataclass(frozen=True, slots=True)
 class RetryShape:
     attempts: int
@@ -58,7 +71,7 @@ class BreakerShape:
     reset_timeout: float  # seconds
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class NodeShape:
     kind: Kind
     inputs: tuple[int, ...] = ()  # earlier nodes whose values are passed (for a join: its nodes)
@@ -114,8 +127,11 @@ class NodeShape:
     def max_attempts(self) -> int:
         return 1 if self.retry is None else self.retry.attempts
 
+    def __repr__(self) -> str:
+        return _compact_repr(self, ("kind",))
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class NodePlan:
     pre: Fault = "ok"
     attempts: tuple[Fault, ...] = ()  # fault of attempt k is attempts[k - 1]; "ok" beyond
@@ -125,6 +141,9 @@ class NodePlan:
 
     def attempt(self, k: int) -> Fault:
         return self.attempts[k - 1] if k <= len(self.attempts) else "ok"
+
+    def __repr__(self) -> str:
+        return _compact_repr(self, ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +155,7 @@ class Cancel:
     again_after: int | None = None  # cancel a second time, this many iterations later
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class RunPlan:
     nodes: tuple[NodePlan, ...]
     cancel: Cancel | None = None
@@ -150,8 +169,11 @@ class RunPlan:
     def plans(self, graph: int) -> tuple[NodePlan, ...]:
         return self.nodes if graph == 0 else self.inner[graph - 1]
 
+    def __repr__(self) -> str:
+        return _compact_repr(self, ("nodes",))
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Scenario:
     shapes: tuple[NodeShape, ...]
     runs: tuple[RunPlan, ...]  # invoked concurrently on one built graph
@@ -166,3 +188,6 @@ class Scenario:
     @property
     def graphs(self) -> range:
         return range(1 + len(self.subgraphs))
+
+    def __repr__(self) -> str:
+        return _compact_repr(self, ("shapes", "runs"))

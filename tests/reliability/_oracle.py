@@ -89,8 +89,6 @@ from ._harness import (
     Built,
     Event,
     Fired,
-    InjectedBase,
-    InjectedError,
     Trial,
     fallback_value,
     outcome_kind,
@@ -98,6 +96,7 @@ from ._harness import (
 )
 from ._loops import LoopReport
 from ._model import NodeShape, Scenario
+from ._workers import InjectedBase, InjectedError
 
 COVERED_BY_FALLBACK = frozenset({"error", "retryable", "timeout", "open"})  # Exceptions
 RETRYABLE = frozenset({"retryable", "timeout"})
@@ -122,21 +121,25 @@ def leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
     """The exceptions of a DagError, flattened through plain groups, but not into a member
     that dagwire noted (a sub-graph's DagError is one node's failure)."""
     out: list[BaseException] = []
-    stack: list[BaseException] = list(reversed(group.exceptions))
+    stack: list[BaseException] = [group]
     while stack:
         exc = stack.pop()
-        if isinstance(exc, BaseExceptionGroup) and not is_dagwire_noted(exc):
-            members: tuple[BaseException, ...] = cast(
-                "BaseExceptionGroup[BaseException]", exc
-            ).exceptions
-            stack.extend(reversed(members))
-        else:
-            out.append(exc)
+        grouped = as_group(exc)
+        if grouped is not None and (grouped is group or not is_dagwire_noted(grouped)):
+            stack.extend(reversed(grouped.exceptions))
+            continue
+        out.append(exc)
     return out
 
 
+def as_group(exc: BaseException) -> BaseExceptionGroup[BaseException] | None:
+    if isinstance(exc, BaseExceptionGroup):
+        return cast("BaseExceptionGroup[BaseException]", exc)
+    return None
+
+
 def as_result(outcome: object) -> ExecutionResult[Any] | None:
-    return cast("ExecutionResult[Any]", outcome) if isinstance(outcome, ExecutionResult) else None
+    return outcome if isinstance(outcome, ExecutionResult) else None  # pyright: ignore[reportUnknownVariableType]
 
 
 def dagwire_notes(exc: BaseException) -> list[tuple[str, str]]:
@@ -217,7 +220,7 @@ class RunCheck:
             self.raise_mode = True  # `await dag(params)` is `dag.invoke(params)`
             self.outcome, self.cancelled = inner
             self.invoke_timeout = None
-            self.overridden = set()
+            self.overridden = set[int]()
             targets = None
         self.kind = "unknown" if self.outcome is None else outcome_kind(self.outcome)
         self.problems: list[str] = []
@@ -243,6 +246,17 @@ class RunCheck:
         self._state: dict[int, str] = {}
         self._identified: dict[int, Failure | None] = {}
         self._last_body: int | None = None
+        # the cleanup phase began with the first cleanup of a node not released early
+        self.phase_start = min(
+            (
+                e.seq
+                for e in self.all_events
+                if e.node >= 0
+                and e.what in CLEANUP_STARTS
+                and self.shapes[e.node].release != "early"
+            ),
+            default=NEVER,
+        )
         self.failures = self._failures()
         self.base_fired = [f for f in self.trial.fired if f.kind == "base"]
         run_level = [e for e in trial.events if e.node < 0] if graph == 0 else []
@@ -322,16 +336,19 @@ class RunCheck:
         return None
 
     def reported_for(self, i: int, *, unrecovered: bool = True) -> list[BaseException]:
+        """What the run reported as node i's failure to run (its pre, body or setup; not
+        its cleanups)."""
         name = f"n{i}"
+        running = ("pre", "body", "setup")
         out: list[BaseException] = []
         result = as_result(self.outcome)
         if result is not None:
             for nf in result.errors:
-                if nf.node == name and not (unrecovered and nf.recovered):
+                if nf.node == name and nf.phase in running and not (unrecovered and nf.recovered):
                     out.append(nf.error)
             return out
         for exc in self.reported or ():
-            if any(n == name for n, _ in dagwire_notes(exc)[:1]):
+            if any(n == name and p in running for n, p in dagwire_notes(exc)[:1]):
                 out.append(exc)
         return out
 
@@ -482,7 +499,9 @@ class RunCheck:
                     fired = fired_by_tag.get(f"t{self.trial.token}:g{self.g}:n{i}:body:{e.attempt}")
                 kind = "timeout" if e.outcome == "cancelled" else e.outcome
                 covered = (
-                    s.fallback and kind in COVERED_BY_FALLBACK and self.policy_final(i, e.attempt, kind)
+                    s.fallback
+                    and kind in COVERED_BY_FALLBACK
+                    and self.policy_final(i, e.attempt, kind)
                 )
                 if e.attempt < last or kind == "base":
                     status = "forbidden"  # retried (only the last attempt is reported)
@@ -495,16 +514,18 @@ class RunCheck:
                 if s.uncertain and status == "required":
                     status = "optional"  # the loop may have given up on it first
                 when = e.seq if not e.off_loop else NEVER
-                out.append(Failure(i, self.body_phase(i), kind, e.attempt, fired, status, covered, when))
+                out.append(
+                    Failure(i, self.body_phase(i), kind, e.attempt, fired, status, covered, when)
+                )
         # A failure in a thread or process reaches the loop only if the run still waits for
         # it: not after the run stopped for another reason.
         others_abort = [
-            f for f in out if f.fired is not None and not f.fired.off_loop and self.aborts(f)
+            x for x in out if x.fired is not None and not x.fired.off_loop and self.aborts(x)
         ]
         stopped = self.kind in ("cancelled", "timeout", "unknown") or others_abort
-        for f in out:
-            if f.fired is not None and f.fired.off_loop and f.status == "required" and stopped:
-                f.status = "optional"
+        for x in out:
+            if x.fired is not None and x.fired.off_loop and x.status == "required" and stopped:
+                x.status = "optional"
         return out
 
     def body_like(self, i: int) -> list[Event]:
@@ -527,8 +548,8 @@ class RunCheck:
             return True
         if not self.raise_mode:
             return False
-        if f.phase in ("cleanup", "post"):
-            return self.shapes[f.node].release == "early" and f.when < self.last_body_seq()
+        if f.phase in ("cleanup", "post"):  # a failing early release (not the cleanup phase)
+            return self.shapes[f.node].release == "early" and f.when < self.phase_start
         return f.phase == "pre" or f.status == "required"
 
     def identify(self, exc: BaseException) -> Failure | None:
@@ -569,9 +590,7 @@ class RunCheck:
         s = self.shapes[i]
         if isinstance(exc, TimeoutError):
             same = [
-                f
-                for f in self.failures
-                if f.kind == "timeout" and f.node == i and f.phase == phase
+                f for f in self.failures if f.kind == "timeout" and f.node == i and f.phase == phase
             ]
             if same:  # the last attempt's, if it timed out (earlier ones are forbidden)
                 return next((f for f in same if f.status != "forbidden"), same[0])
@@ -581,7 +600,11 @@ class RunCheck:
                 return f
             self.bad(f"TimeoutError reported for {name} ({phase}), which had no timed-out attempt")
             return None
-        if isinstance(exc, CircuitOpenError) and s.breaker is not None and phase in ("body", "setup"):
+        if (
+            isinstance(exc, CircuitOpenError)
+            and s.breaker is not None
+            and phase in ("body", "setup")
+        ):
             f = Failure(i, phase, "open", 0, None, "optional", s.fallback)
             self.failures.append(f)
             return f
@@ -641,6 +664,8 @@ class RunCheck:
         self.check_fail_fast_stops()
         self.check_received()
         for g, k in sorted(self.sub_nodes.items()):
+            if not self.in_run[k]:
+                continue  # never invoked (check_well_formed: no inner event either)
             inner = RunCheck(
                 self.scenario, self.trial, self.built, self.logs, g, self.inner_outcome(k)
             )
@@ -660,13 +685,13 @@ class RunCheck:
             if e.outcome == "other":
                 self.bad(f"{e}: ended by an unexpected exception")
         for i, s in enumerate(self.shapes):
+            if not self.in_run[i] and self.node_events(i):
+                why = "overridden" if i in self.overridden else "outside the run"
+                self.bad(f"n{i} is {why} but ran: {self.node_events(i)[:3]}")
             if s.is_join or s.is_sub:
                 if any(self.ev[i].values()):
                     self.bad(f"{s.kind} n{i} has events of its own")
                 continue
-            if not self.in_run[i] and any(self.ev[i].values()):
-                why = "overridden" if i in self.overridden else "outside the run"
-                self.bad(f"n{i} is {why} but ran: {self.node_events(i)[:3]}")
             starts, ends = self.events(i, "start"), self.events(i, "end")
             if [e.attempt for e in starts] != list(range(1, len(starts) + 1)):
                 self.bad(f"n{i}: attempts {[e.attempt for e in starts]} not consecutive")
@@ -716,11 +741,15 @@ class RunCheck:
                     continue  # given up (or refused) while its thread ran: no order to check
                 late = [e for e in self.node_events(j) if e.seq > first]
                 if dep.is_sub and late:
-                    self.bad(f"n{k} started (#{first}) before sub-graph n{j}'s run ended ({late[0]})")
+                    self.bad(
+                        f"n{k} started (#{first}) before sub-graph n{j}'s run ended ({late[0]})"
+                    )
                 elif not dep.is_sub:
                     last = self.end_of(j, self.last_attempt(j))
                     if last is not None and last.seq > first:
-                        self.bad(f"n{k} started (#{first}) before dependency n{j} finished ({last})")
+                        self.bad(
+                            f"n{k} started (#{first}) before dependency n{j} finished ({last})"
+                        )
             if s.is_sub:
                 continue
             expected = tuple(self.expected_value(j) for j in s.inputs)
@@ -779,8 +808,7 @@ class RunCheck:
         return [
             d
             for d in self.dependents[r]
-            if self.in_run[d]
-            and (self.shapes[d].is_resource or self.shapes[d].post is not None)
+            if self.in_run[d] and (self.shapes[d].is_resource or self.shapes[d].post is not None)
         ]
 
     def early(self, i: int) -> bool:
@@ -894,7 +922,8 @@ class RunCheck:
         ]
         if kind == "base" and base_here:
             if not any(
-                f.exc is self.outcome or (f.exc is None and f.tag == getattr(self.outcome, "tag", None))
+                f.exc is self.outcome
+                or (f.exc is None and f.tag == getattr(self.outcome, "tag", None))
                 for f in base_here
             ):
                 self.bad(f"invoke raised {self.outcome!r}, not the fired BaseException")
@@ -947,11 +976,19 @@ class RunCheck:
             if f.status == "required" or f.kind == "base":
                 targets.append((repr(f), f.fired.exc))
         for label, exc in targets:
-            if not reachable(exc, raised, self.logs):
+            if not reachable(exc, raised, self.logs, label=self.label_of(exc)):
                 self.bad(
                     f"{label} is not reported: the run ended by {raised!r}, and the failure "
                     "is neither reachable from it nor logged"
                 )
+
+    def label_of(self, exc: BaseException) -> str | None:
+        """How dagwire names a self-raised CancelledError it reports wrapped (the wrapper's
+        text does not show the original): "n3 (body)"."""
+        if not isinstance(exc, asyncio.CancelledError):
+            return None
+        f = next((f for f in self.failures if f.fired is not None and f.fired.exc is exc), None)
+        return None if f is None else f"n{f.node} ({f.phase})"
 
     def check_dag_error(self, err: DagError, *, raised: bool) -> None:
         """`raised`: invoke raised it (fail-fast, not cancelled, not timed out), so some
@@ -1002,14 +1039,16 @@ class RunCheck:
         if self.raise_mode and not result.ok:
             self.bad(f"fail-fast invoke returned a result that is not ok: {errors}")
         failed = [j for j in range(self.n) if self.state(j) == "failed"]
-        for i, s in enumerate(self.shapes):
+        for i in range(self.n):
             handle = self.handles[i]
             status = result.status(handle)
             state = self.state(i)
             upstream_failed = any(i in self.downstream[j] for j in failed)
             if state == "out":
                 want = NodeStatus.PENDING
-            elif state in ("ok", "fallback", "override") or (state == "join" and not upstream_failed):
+            elif state in ("ok", "fallback", "override") or (
+                state == "join" and not upstream_failed
+            ):
                 want = NodeStatus.SUCCEEDED
             elif state == "failed":
                 want = NodeStatus.FAILED
@@ -1088,15 +1127,10 @@ class RunCheck:
         """
         if self.base_fired:
             return
-        first, _ = self.cleanup_spans()
-        phase_start = min(
-            (e.seq for i, e in first.items() if not self.early(i)), default=NEVER
-        )
+        phase_start = self.phase_start
         unrecovered = self.unrecovered_failures()
         run_failures = [
-            x
-            for f, x in unrecovered
-            if f.phase not in ("cleanup", "post") or self.aborts(f)
+            x for f, x in unrecovered if f.phase not in ("cleanup", "post") or self.aborts(f)
         ]
         loop_aborts = [
             f.fired.seq
@@ -1110,25 +1144,32 @@ class RunCheck:
             for e in self.events(i, "cleanup_start"):
                 got, at = e.exc, e.seq
                 in_phase = at >= phase_start
-                if self.kind == "timeout" and self.timeout_mark is not None:
-                    if got is None and at > self.timeout_mark.seq:
-                        self.bad(f"n{i} cleanup received nothing although the run had timed out")
+                mark = self.timeout_mark
+                if self.kind == "timeout" and mark is not None and got is None and at > mark.seq:
+                    self.bad(f"n{i} cleanup received nothing although the run had timed out")
                 if self.kind in ("cancelled", "unknown", "timeout"):
-                    allowed = asyncio.CancelledError | InjectedError | NodeCancelledError
-                    if got is not None and not isinstance(got, allowed | TimeoutError):
+                    # why it stopped: a cancellation, the timeout, or a failure of the run
+                    fired = any(f.exc is got for f in self.trial.fired)
+                    why = isinstance(got, asyncio.CancelledError | TimeoutError)
+                    if got is not None and not (fired or why or is_dagwire_noted(got)):
                         self.bad(f"n{i} cleanup received {got!r} in a stopped run")
                     if (
                         got is None
                         and cancel_it is not None
                         and e.it > cancel_it + CANCEL_SLACK
-                        and (phase_start == NEVER or self.first_it(phase_start) > cancel_it + CANCEL_SLACK)
+                        and (
+                            phase_start == NEVER
+                            or self.first_it(phase_start) > cancel_it + CANCEL_SLACK
+                        )
                     ):
                         self.bad(
                             f"n{i} cleanup received nothing {e.it - cancel_it} loop iterations "
                             "after the run was cancelled"
                         )
                     continue
-                if self.raise_mode and (at > abort_seq or (in_phase and (any_abort or run_failures))):
+                if self.raise_mode and (
+                    at > abort_seq or (in_phase and (any_abort or run_failures))
+                ):
                     if not any(got is x for x in run_failures):
                         self.bad(f"n{i} cleanup received {got!r}, not the run's failure")
                     continue
@@ -1167,11 +1208,16 @@ class RunCheck:
 
 
 def reachable(
-    target: BaseException, raised: BaseException, logs: Sequence[logging.LogRecord]
+    target: BaseException,
+    raised: BaseException,
+    logs: Sequence[logging.LogRecord],
+    *,
+    label: str | None = None,
 ) -> bool:
     """Whether `target` can be found from what the caller got: inside `raised` (its cause or
     context chain, an exception group, a note that shows it) or in a `dagwire` log record
-    (as exc_info, an argument, or its repr in the message)."""
+    (as exc_info or an argument, or its repr in the message; a CancelledError that dagwire
+    reports wrapped, by `label` and "CancelledError" in the message)."""
     shown = repr(target)
 
     def inside(exc: BaseException | None, seen: set[int]) -> bool:
@@ -1190,7 +1236,13 @@ def reachable(
     for record in logs:
         if record.exc_info and inside(record.exc_info[1], set()):
             return True
-        if any(a is target for a in (record.args or ())) or shown in record.getMessage():
+        args = record.args if isinstance(record.args, tuple) else ()
+        if any(isinstance(a, BaseException) and inside(a, set()) for a in args):
+            return True
+        message = record.getMessage()
+        if shown in message or (
+            label is not None and label in message and "CancelledError" in message
+        ):
             return True
     return False
 
@@ -1220,7 +1272,9 @@ def check_limits(scenario: Scenario, trials: Sequence[Trial]) -> list[str]:
         if cap is not None:
             peak, who = _peak(per_run)
             if peak > cap:
-                problems.append(f"run {t.token}: {peak} bodies ran at once ({who}), max_concurrency={cap}")
+                problems.append(
+                    f"run {t.token}: {peak} bodies ran at once ({who}), max_concurrency={cap}"
+                )
     for b, marks in by_limiter.items():
         peak, who = _peak(marks)
         if peak > scenario.limiters[b]:
@@ -1246,7 +1300,9 @@ def _peak(marks: list[tuple[int, int, str]]) -> tuple[int, list[str]]:
 FAILING_ENDS = frozenset({"error", "retryable", "cancelled"})  # cancelled: a timeout, maybe
 
 
-def check_breakers(scenario: Scenario, trials: Sequence[Trial], log: Sequence[BreakerChange]) -> list[str]:
+def check_breakers(
+    scenario: Scenario, trials: Sequence[Trial], log: Sequence[BreakerChange]
+) -> list[str]:
     """Each CircuitBreaker changes state only as its rules say (SPEC 2 and 10):
     CLOSED -> OPEN after at least fail_max failures of its calls since it last closed;
     OPEN -> HALF_OPEN only once reset_timeout has passed; HALF_OPEN -> OPEN on the failure
@@ -1280,7 +1336,11 @@ def check_breakers(scenario: Scenario, trials: Sequence[Trial], log: Sequence[Br
                 problems.append(f"{name} is not a transition a breaker makes")
             if c.new is BreakerState.OPEN and c.old is BreakerState.CLOSED:
                 failures = [
-                    e for e in evs if e.what == "end" and closed_since < e.seq < c.seq and e.outcome in FAILING_ENDS
+                    e
+                    for e in evs
+                    if e.what == "end"
+                    and closed_since < e.seq < c.seq
+                    and e.outcome in FAILING_ENDS
                 ]
                 if len(failures) < shape.fail_max:
                     problems.append(
@@ -1291,7 +1351,8 @@ def check_breakers(scenario: Scenario, trials: Sequence[Trial], log: Sequence[Br
                 waited = c.t - opened.t
                 if waited < shape.reset_timeout - 1e-4:  # (listener clock reads lag a bit)
                     problems.append(
-                        f"{name} {waited:.4f}s after it opened, before reset_timeout={shape.reset_timeout}"
+                        f"{name} {waited:.4f}s after it opened, before "
+                        f"reset_timeout={shape.reset_timeout}"
                     )
             if c.old is BreakerState.HALF_OPEN and half_open is not None:
                 trial_calls = [
@@ -1303,7 +1364,9 @@ def check_breakers(scenario: Scenario, trials: Sequence[Trial], log: Sequence[Br
                 ]
                 if c.new is BreakerState.CLOSED and not any(e.outcome == "ok" for e in trial_calls):
                     problems.append(f"{name}: no call admitted half-open succeeded before it")
-                if c.new is BreakerState.OPEN and not any(e.outcome in FAILING_ENDS for e in trial_calls):
+                if c.new is BreakerState.OPEN and not any(
+                    e.outcome in FAILING_ENDS for e in trial_calls
+                ):
                     problems.append(f"{name}: no call admitted half-open failed before it")
             if c.new is BreakerState.OPEN:
                 opened = c
@@ -1315,7 +1378,9 @@ def check_breakers(scenario: Scenario, trials: Sequence[Trial], log: Sequence[Br
         refused = _refusals(t)
         for g, i in refused:
             b = t.scenario.graph(g)[i].breaker
-            if b is None or not any(c.breaker == b and c.new is BreakerState.OPEN and c.seq < t.invoke_end for c in log):
+            if b is None or not any(
+                c.breaker == b and c.new is BreakerState.OPEN and c.seq < t.invoke_end for c in log
+            ):
                 problems.append(
                     f"run {t.token}: g{g}:n{i} was refused (CircuitOpenError) although its "
                     "breaker never opened"
@@ -1387,8 +1452,10 @@ def check_scenario(
                     for f in t.fired
                 )
             )
-        dumps.extend(f"  breaker #{c.breaker}: {c.old.name} -> {c.new.name} #{c.seq}" for c in breaker_log)
-        raise AssertionError("\n".join(problems + dumps))
+        dumps.extend(
+            f"  breaker #{c.breaker}: {c.old.name} -> {c.new.name} #{c.seq}" for c in breaker_log
+        )
+        raise AssertionError("\n".join([*problems, f"scenario: {scenario!r}", *dumps]))
 
 
 __all__ = ["InjectedBase", "RunCheck", "check_scenario", "reachable"]

@@ -57,7 +57,9 @@ class Features:
     """What a property's graphs may contain (each property draws from its own mix)."""
 
     max_nodes: int = 40
+    kinds: tuple[Kind, ...] = KINDS  # drawn uniformly (shrinks toward the first)
     executors: tuple[ExecutorKind, ...] = ("thread",)
+    executor_percent: int = 30  # chance that a sync node runs in an executor
     sub_percent: int = 4  # chance that a node is a sub-graph
     inner_nodes: int = 6  # nodes of a sub-graph, at most
     policies: bool = True  # shared breakers and limiters
@@ -83,7 +85,7 @@ def node_shape(
     draw: st.DrawFn, i: int, earlier: tuple[NodeShape, ...], ctx: _Drawing, outer: bool
 ) -> NodeShape:
     f = ctx.features
-    kind: Kind = draw(st.sampled_from(KINDS))  # shrinks to "async"
+    kind: Kind = draw(st.sampled_from(f.kinds))  # shrinks to "async"
     if outer and f.sub_percent and chance(draw, f.sub_percent):
         kind = "sub"
     earlier_ix = st.integers(0, i - 1) if i else st.nothing()
@@ -92,12 +94,14 @@ def node_shape(
         ctx.subgraphs.append(inner)
         # the inner parameter: the invoke parameter, or the value of one upstream node that
         # carries its run's token (not a join, a sub-graph or a node with a fallback value)
-        usable = [j for j, s in enumerate(earlier) if s.kind not in ("join", "sub") and not s.fallback]
+        usable = [
+            j for j, s in enumerate(earlier) if s.kind not in ("join", "sub") and not s.fallback
+        ]
         inputs: tuple[int, ...] = ()
         if usable and chance(draw, 50):
             inputs = (draw(st.sampled_from(usable)),)
-        after = (draw(earlier_ix),) if i and chance(draw, 20) else ()
-        return NodeShape("sub", inputs, after, sub=len(ctx.subgraphs) - 1)
+        waits = (draw(earlier_ix),) if i and chance(draw, 20) else ()
+        return NodeShape("sub", inputs, waits, sub=len(ctx.subgraphs) - 1)
     inputs = tuple(sorted(set(draw(st.lists(earlier_ix, max_size=3))))) if i else ()
     if kind == "join":
         return NodeShape("join", inputs)
@@ -107,8 +111,10 @@ def node_shape(
     pre = draw(st.sampled_from(HOOKS)) if chance(draw, 20) else None
     post = draw(st.sampled_from(HOOKS)) if chance(draw, 25) else None
     executor: ExecutorKind | None = None
-    if kind == "sync" and chance(draw, 30):
-        choices = f.executors if outer else tuple(e for e in f.executors if e == "thread")
+    if kind == "sync" and chance(draw, f.executor_percent):
+        choices: tuple[ExecutorKind, ...] = f.executors
+        if not outer:  # a sub-graph's parameter may not pickle: threads only
+            choices = tuple(e for e in f.executors if e == "thread")
         if choices:
             executor = draw(st.sampled_from(choices))
     # Options refused at build time on a kind are not drawn for it: timeout= needs an async
@@ -188,8 +194,15 @@ def node_plan(draw: st.DrawFn, shape: NodeShape, rate: int, base: bool) -> NodeP
     slow: tuple[Fault, ...] = ("slow", "slow") if shape.uncertain else ()
     cancel: tuple[Fault, ...] = () if shape.executor == "process" else ("selfcancel",)
     hook_faults: tuple[Fault, ...] = ("error", "selfcancel", *fatal)
-    body_faults: tuple[Fault, ...] = ("error", "retryable", "retryable", *cancel, *fatal)
-    body_faults += hang + slow
+    body_faults: tuple[Fault, ...] = (
+        "error",
+        "retryable",
+        "retryable",
+        *cancel,
+        *fatal,
+        *hang,
+        *slow,
+    )
     pre: Fault = draw(fault(rate, hook_faults)) if shape.pre is not None else "ok"
     attempts: tuple[Fault, ...] = tuple(
         draw(fault(rate, body_faults)) for _ in range(shape.max_attempts)
@@ -241,9 +254,7 @@ def run_plan(
     overrides: tuple[int, ...] = ()
     if chance(draw, partial_percent):
         overrides = tuple(sorted(set(draw(st.lists(index, min_size=1, max_size=2)))))
-    return RunPlan(
-        nodes, cancel, timeout, max_concurrency, timeline, targets, overrides, inner
-    )
+    return RunPlan(nodes, cancel, timeout, max_concurrency, timeline, targets, overrides, inner)
 
 
 @st.composite

@@ -94,7 +94,12 @@ def _attempt(trial: ChildTrial, graph: int, node: int) -> int:
     with open(trial.path, encoding="utf-8") as f:
         for raw in f:
             e = json.loads(raw)
-            if (e["token"], e["graph"], e["node"], e["what"]) == (trial.token, graph, node, "start"):
+            if (e["token"], e["graph"], e["node"], e["what"]) == (
+                trial.token,
+                graph,
+                node,
+                "start",
+            ):
                 count += 1
     return count + 1
 

@@ -21,7 +21,9 @@ from ._stats import EXAMPLES, OUTCOMES
 def process_pool() -> Iterator[ProcessPoolExecutor]:
     """One process pool for the session (workers are slow to start). "spawn", not "fork":
     forking a process that runs threads is deprecated (and can deadlock)."""
-    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=2, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
         yield pool
 
 

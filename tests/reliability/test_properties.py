@@ -27,7 +27,13 @@ from ._settings import examples
 from ._stats import EXAMPLES, OUTCOMES
 from ._strategies import Features, scenarios
 
-PROCESS_FEATURES = Features(max_nodes=6, executors=("process",), sub_percent=0)
+PROCESS_FEATURES = Features(
+    max_nodes=6,
+    kinds=("async", "sync", "sync", "agen", "join"),
+    executors=("process",),
+    executor_percent=70,
+    sub_percent=0,
+)
 
 
 def run_and_check(
