@@ -746,3 +746,119 @@ def test_a_run_ended_by_a_base_exception_reports_every_other_failure(
     run_in_fresh_loop(main, kind).get()
     missing = [e for e in (b_error, cleanup_error) if not reachable(e, stop, dagwire_log)]
     assert not missing, f"not reported anywhere: {missing}"
+
+
+# -- found by the extended reliability properties (same kinds as issue 8, points 1, 2, 4) ----
+
+
+@pytest.mark.parametrize("kind", LOOP_KINDS)
+def test_early_release_hears_a_transitive_users_failure_recorded_before_it(
+    kind: LoopKind,
+) -> None:
+    # Continue mode: `use` is the only user of the early resource `tx`; `after_use` depends on
+    # `use` and fails right after it. README: a resource hears the failure of a node that
+    # depends on it, directly or transitively. Was: the release, started after that failure,
+    # only looked at direct users and committed.
+    log: list[str] = []
+
+    async def use(t: str) -> str:
+        return t
+
+    def after_use(u: str) -> None:
+        log.append("after_use failed")
+        raise ValueError("after_use")
+
+    with build_dag() as dag:
+        tx = dag.add_resource(transaction(log), name="tx", release="early")
+        u = dag.add_node(use, tx, name="use")
+        dag.add_node(after_use, u, name="after_use")
+
+    async def main() -> None:
+        result = await dag.invoke(None, on_error="continue")
+        assert not result.ok
+        # A release that started before the failure may commit; one that started after it
+        # must roll back.
+        assert log in (["commit", "after_use failed"], ["after_use failed", "rollback ValueError"])
+        if not HAS_EAGER:  # 3.11: the release is a task of its own, it starts after the failure
+            assert log == ["after_use failed", "rollback ValueError"]
+
+    run_in_fresh_loop(main, kind).get()
+
+
+@pytest.mark.parametrize("kind", LOOP_KINDS)
+def test_a_skipped_user_does_not_release_a_resource_still_being_set_up(kind: LoopKind) -> None:
+    # Continue mode: `bad` fails while the early resource `r` is still setting up; `d`, which
+    # uses both, is skipped. Was: skipping `d` counted as `r`'s last user ending, so `r`'s
+    # post hook ran while its setup was still running (and its own cleanup came later).
+    log: list[str] = []
+    bad_failed = asyncio.Event()
+
+    async def res() -> AsyncIterator[str]:
+        log.append("setup starts")
+        await bad_failed.wait()
+        await ticks(3)
+        log.append("setup ends")
+        yield "r"
+        log.append("cleanup")
+
+    async def bad() -> str:
+        await ticks(2)  # (roots have no start order: let `r` start first)
+        bad_failed.set()
+        raise ValueError("bad")
+
+    def d(r: str, b: str) -> None:
+        raise AssertionError("skipped")
+
+    with build_dag() as dag:
+        r = dag.add_resource(res, name="r", release="early", post=lambda: log.append("post"))
+        b = dag.add_node(bad, name="bad")
+        nd = dag.add_node(d, r, b, name="d")
+
+    async def main() -> None:
+        result = await dag.invoke(None, on_error="continue")
+        assert result.status(nd) is NodeStatus.SKIPPED
+        assert result[r] == "r"
+        assert log == ["setup starts", "setup ends", "cleanup", "post"]
+
+    run_in_fresh_loop(main, kind).get()
+
+
+@pytest.mark.parametrize("kind", LOOP_KINDS)
+def test_a_failing_early_release_stops_a_fail_fast_run_at_once(kind: LoopKind) -> None:
+    # README: a failing early release fails the run like any failure: no node starts after it.
+    # Was: the abort waited until the resource's other cleanups (its post hook) had finished,
+    # and `y` started meanwhile.
+    log: list[str] = []
+    cleanup_failed = asyncio.Event()
+
+    async def res() -> AsyncIterator[str]:
+        yield "r"
+        cleanup_failed.set()
+        raise ValueError("the early release failed")
+
+    async def slow_post() -> None:
+        await ticks(5)
+
+    async def use(r: str) -> str:
+        return r
+
+    async def x() -> str:
+        await cleanup_failed.wait()
+        return "x"
+
+    def y(v: str) -> None:
+        log.append("y started")
+
+    with build_dag() as dag:
+        r = dag.add_resource(res, name="r", release="early", post=slow_post)
+        dag.add_node(use, r, name="use")
+        nx = dag.add_node(x, name="x")
+        dag.add_node(y, nx, name="y")
+
+    async def main() -> None:
+        with pytest.raises(DagError) as info:
+            await dag.invoke(None)
+        assert set(info.value.failures) == {"r"}
+        assert log == []
+
+    run_in_fresh_loop(main, kind).get()
