@@ -401,7 +401,7 @@ class RunCheck:
         guess = "none" if s.is_sub else self.events_state(i)
         if not (s.uncertain or s.breaker is not None or s.is_sub):
             return guess
-        if guess == "failed" and not s.uncertain:
+        if guess == "failed" and not s.uncertain and s.breaker is None:
             return guess  # a pre or a body that failed for sure
         result = as_result(self.outcome)
         if result is not None:
@@ -973,7 +973,7 @@ class RunCheck:
         for f in self.failures:
             if f.fired is None or f.fired.exc is None or f.fired.exc is raised:
                 continue
-            if f.status == "required" or f.kind == "base":
+            if f.status == "required" or (f.kind == "base" and not f.fired.off_loop):
                 targets.append((repr(f), f.fired.exc))
         for label, exc in targets:
             if not reachable(exc, raised, self.logs, label=self.label_of(exc)):
