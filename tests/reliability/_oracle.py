@@ -235,10 +235,13 @@ class RunCheck:
             for d in s.deps:
                 self.dependents[d].add(k)
         self.in_run = self._membership(targets)
-        # downstream along edges of the run (an overridden node cuts its upstream off)
+        # downstream along edges of the run (an overridden node cuts its upstream off), and
+        # along every edge of the graph (what an implementation may order cleanups by)
         self.downstream: list[set[int]] = [set() for _ in range(self.n)]
+        self.static_down: list[set[int]] = [set() for _ in range(self.n)]
         for i in reversed(range(self.n)):
             for d in self.dependents[i]:
+                self.static_down[i] |= {d} | self.static_down[d]
                 if self.in_run[i] and self.in_run[d]:
                     self.downstream[i] |= {d} | self.downstream[d]
         self.sub_nodes = {s.sub + 1: k for k, s in enumerate(self.shapes) if s.sub is not None}
@@ -645,6 +648,9 @@ class RunCheck:
             if f.status == "required":
                 self.bad(f"{f} fired but is not reported")
             elif all_timeouts and f.status == "optional" and f.kind == "timeout":
+                s = self.shapes[f.node]
+                if s.breaker is not None and not self.policy_final(f.node, f.attempt, "timeout"):
+                    continue  # its retry may have been refused: the refusal is reported
                 self.bad(f"{f} timed out but is not reported")
         return identified
 
@@ -863,7 +869,7 @@ class RunCheck:
                 due = self.early_due(i, last_end)
                 label = f"early release of n{i}"
             else:
-                holders = [last_end[d] for d in self.downstream[i] if d in last_end]
+                holders = [last_end[d] for d in self.static_down[i] if d in last_end]
                 due = max(holders, key=lambda e: e.seq, default=None)
                 label = f"cleanup of n{i}"
                 if due is None or (last_body is not None and due.seq < last_body.seq):
@@ -1175,6 +1181,8 @@ class RunCheck:
                     continue
                 below = [(f, x) for f, x in unrecovered if f.node in self.downstream[i]]
                 before = [x for f, x in below if in_phase or f.when < at]
+                # (through an overridden node too: an implementation may follow the graph)
+                below += [(f, x) for f, x in unrecovered if f.node in self.static_down[i]]
                 if got is None and before:
                     self.bad(
                         f"n{i} cleanup received nothing although a dependent had failed: "
@@ -1311,13 +1319,13 @@ def check_breakers(
     before the breaker opened does not close it). A refusal (CircuitOpenError) only while
     the breaker was not closed."""
     problems: list[str] = []
-    calls: dict[int, list[Event]] = {}
+    calls: dict[int, list[tuple[int, Event]]] = {}
     for t in trials:
         for e in t.events:
             if e.node >= 0 and e.what in ("start", "end"):
                 b = t.scenario.graph(e.graph)[e.node].breaker
                 if b is not None:
-                    calls.setdefault(b, []).append(e)
+                    calls.setdefault(b, []).append((t.token, e))
     allowed = {
         (BreakerState.CLOSED, BreakerState.OPEN),
         (BreakerState.OPEN, BreakerState.HALF_OPEN),
@@ -1326,7 +1334,7 @@ def check_breakers(
     }
     for b, shape in enumerate(scenario.breakers):
         changes = [c for c in log if c.breaker == b]
-        evs = sorted(calls.get(b, []), key=lambda e: e.seq)
+        evs = sorted(calls.get(b, []), key=lambda te: te[1].seq)
         closed_since = 0
         opened: BreakerChange | None = None
         half_open: BreakerChange | None = None
@@ -1337,7 +1345,7 @@ def check_breakers(
             if c.new is BreakerState.OPEN and c.old is BreakerState.CLOSED:
                 failures = [
                     e
-                    for e in evs
+                    for _, e in evs
                     if e.what == "end"
                     and closed_since < e.seq < c.seq
                     and e.outcome in FAILING_ENDS
@@ -1357,10 +1365,10 @@ def check_breakers(
             if c.old is BreakerState.HALF_OPEN and half_open is not None:
                 trial_calls = [
                     e
-                    for e in evs
+                    for token, e in evs
                     if e.what == "end"
                     and half_open.seq < e.seq < c.seq
-                    and _started_after(e, half_open.seq, evs)
+                    and _started_after(token, e, half_open.seq, evs)
                 ]
                 if c.new is BreakerState.CLOSED and not any(e.outcome == "ok" for e in trial_calls):
                     problems.append(f"{name}: no call admitted half-open succeeded before it")
@@ -1388,13 +1396,14 @@ def check_breakers(
     return problems
 
 
-def _started_after(end: Event, seq: int, evs: Sequence[Event]) -> bool:
-    """Whether the call that ended with `end` started after `seq`."""
+def _started_after(token: int, end: Event, seq: int, evs: Sequence[tuple[int, Event]]) -> bool:
+    """Whether the call of run `token` that ended with `end` started after `seq`."""
     start = next(
         (
             e
-            for e in evs
-            if e.what == "start"
+            for t, e in evs
+            if t == token
+            and e.what == "start"
             and e.graph == end.graph
             and e.node == end.node
             and e.attempt == end.attempt
