@@ -428,8 +428,9 @@ class RunCheck:
             return "ok"
         if self.reported_for(i):
             return "failed"
-        if any(self.node_events(k) for k in self.dependents[i] if not self.shapes[k].is_join):
-            return "fallback" if s.fallback and guess != "ok" else "ok"  # an after= user ran
+        users = [k for k in range(self.n) if not self.shapes[k].is_join and i in self.real_deps(k)]
+        if any(self.node_events(k) for k in users):  # a user (after=, or through a join) ran
+            return "fallback" if s.fallback and guess != "ok" else "ok"
         return guess
 
     def expected_value(self, j: int) -> object:
