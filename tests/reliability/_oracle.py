@@ -522,13 +522,16 @@ class RunCheck:
                     Failure(i, self.body_phase(i), kind, e.attempt, fired, status, covered, when)
                 )
         # A failure in a thread or process reaches the loop only if the run still waits for
-        # it: not after the run stopped for another reason.
-        others_abort = [
-            x for x in out if x.fired is not None and not x.fired.off_loop and self.aborts(x)
-        ]
-        stopped = self.kind in ("cancelled", "timeout", "unknown") or others_abort
+        # it: not after the run stopped for another reason (which, in fail-fast mode, any
+        # other failure may be, a timeout included).
+        stopped = self.kind in ("cancelled", "timeout", "unknown") or any(
+            x.kind == "base" for x in out
+        )
         for x in out:
-            if x.fired is not None and x.fired.off_loop and x.status == "required" and stopped:
+            if x.fired is None or not x.fired.off_loop or x.status != "required":
+                continue
+            others = [y for y in out if y is not x and y.status != "forbidden"]
+            if stopped or (self.raise_mode and others):
                 x.status = "optional"
         return out
 
