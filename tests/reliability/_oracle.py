@@ -860,7 +860,7 @@ class RunCheck:
         cleanups of the nodes that depend on it ended; an early release when its last user
         ended or was released. Runs where a thread or process body ran are not checked (a
         thread's end reaches the loop at its own pace)."""
-        if any(e.off_loop for e in self.trial.events):
+        if any(e.off_loop for e in self.trial.events) or self.refused_after_a_delay():
             return
         first, last_end = self.cleanup_spans()
         if not first:
@@ -886,6 +886,17 @@ class RunCheck:
                     f"{label} started {start.it - due.it} loop iterations after it was due "
                     f"({due}): it waited for something unrelated ({start})"
                 )
+
+    def refused_after_a_delay(self) -> bool:
+        """Whether a breaker node may have waited its retry delay and then been refused: time
+        the run spent that no event shows."""
+        for i, s in enumerate(self.shapes):
+            last = self.last_attempt(i)
+            e = self.end_of(i, last) if last else None
+            if s.breaker is not None and e is not None and last < s.max_attempts:
+                if e.outcome == "retryable" or self.timed_out(i, e):
+                    return True
+        return False
 
     def early_due(self, r: int, last_end: dict[int, Event]) -> Event | None:
         """When early resource r was due for release, or None if that cannot be told (a user
