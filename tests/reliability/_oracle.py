@@ -893,9 +893,9 @@ class RunCheck:
         for i, s in enumerate(self.shapes):
             last = self.last_attempt(i)
             e = self.end_of(i, last) if last else None
-            if s.breaker is not None and e is not None and last < s.max_attempts:
-                if e.outcome == "retryable" or self.timed_out(i, e):
-                    return True
+            waited = e is not None and (e.outcome == "retryable" or self.timed_out(i, e))
+            if s.breaker is not None and waited and last < s.max_attempts:
+                return True
         return False
 
     def early_due(self, r: int, last_end: dict[int, Event]) -> Event | None:
