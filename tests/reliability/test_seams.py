@@ -786,6 +786,39 @@ def test_early_release_hears_a_transitive_users_failure_recorded_before_it(
 
 
 @pytest.mark.parametrize("kind", LOOP_KINDS)
+def test_early_release_hears_a_failure_below_a_user_that_ended_earlier(kind: LoopKind) -> None:
+    # Continue mode: `tx` has two users; `use` ends at once and `v`, which depends on it,
+    # fails; `w` keeps `tx` a few iterations longer. The release, which starts after `v`
+    # failed, must roll back. Was (also after the run loop rewrite): it committed.
+    log: list[str] = []
+
+    async def use(t: str) -> str:
+        return t
+
+    def v(u: str) -> None:
+        log.append("v failed")
+        raise ValueError("v")
+
+    async def w(t: str) -> str:
+        await ticks(5)
+        log.append("w ends")
+        return t
+
+    with build_dag() as dag:
+        tx = dag.add_resource(transaction(log), name="tx", release="early")
+        u = dag.add_node(use, tx, name="use")
+        dag.add_node(v, u, name="v")
+        dag.add_node(w, tx, name="w")
+
+    async def main() -> None:
+        result = await dag.invoke(None, on_error="continue")
+        assert not result.ok
+        assert log == ["v failed", "w ends", "rollback ValueError"]
+
+    run_in_fresh_loop(main, kind).get()
+
+
+@pytest.mark.parametrize("kind", LOOP_KINDS)
 def test_a_skipped_user_does_not_release_a_resource_still_being_set_up(kind: LoopKind) -> None:
     # Continue mode: `bad` fails while the early resource `r` is still setting up; `d`, which
     # uses both, is skipped. Was: skipping `d` counted as `r`'s last user ending, so `r`'s
