@@ -8,19 +8,20 @@ failure through pytest's unraisable-exception hook.
 
 `DAGWIRE_EAGER_TASKS=1` (Python 3.12+) runs the whole suite with every event loop using
 `asyncio.eager_task_factory`: pytest-asyncio's loops (its `pytest_asyncio_loop_factories`
-hook), loops that tests create with `asyncio.run()`/`asyncio.new_event_loop()` (an event loop
-policy), and loops of the programs tests start in subprocesses (`eager_site/sitecustomize.py`
-on PYTHONPATH). The README promises that such a loop changes nothing.
+hook), loops that tests create with `asyncio.run()`/`asyncio.new_event_loop()` (both patched
+to add the factory), and loops of the programs tests start in subprocesses
+(`eager_site/sitecustomize.py` on PYTHONPATH). The README promises that such a loop changes
+nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.events
 import gc
 import os
 import sys
-import warnings
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +36,13 @@ EAGER_TASKS = os.environ.get("DAGWIRE_EAGER_TASKS", "") == "1"
 _EAGER_SITE = Path(__file__).resolve().parent / "eager_site"
 
 
+_new_event_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.events.new_event_loop
+
+
 def _eager_loop() -> asyncio.AbstractEventLoop:
-    loop = asyncio.new_event_loop()
+    loop = _new_event_loop()
     loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]  # 3.12+
     return loop
-
-
-class _EagerLoopPolicy(asyncio.DefaultEventLoopPolicy):
-    def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        loop = super().new_event_loop()
-        loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]  # 3.12+
-        return loop
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -55,9 +52,10 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "DAGWIRE_EAGER_TASKS=1 needs Python 3.12 or newer (asyncio.eager_task_factory)"
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # policies are deprecated in 3.14
-        asyncio.set_event_loop_policy(_EagerLoopPolicy())
+    # Loops that tests create themselves (asyncio.run() creates its loop with
+    # asyncio.events.new_event_loop()).
+    setattr(asyncio.events, "new_event_loop", _eager_loop)  # noqa: B010
+    setattr(asyncio, "new_event_loop", _eager_loop)  # noqa: B010
     paths = [str(_EAGER_SITE), *filter(None, [os.environ.get("PYTHONPATH")])]
     os.environ["PYTHONPATH"] = os.pathsep.join(paths)
 

@@ -8,19 +8,21 @@ blocks) get eager loops too: `asyncio.run()` creates its loop through the event 
 from __future__ import annotations
 
 import asyncio
+import asyncio.events
 import os
 import sys
-import warnings
+from collections.abc import Callable
+
+_new_event_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.events.new_event_loop
 
 
-class _EagerLoopPolicy(asyncio.DefaultEventLoopPolicy):
-    def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        loop = super().new_event_loop()
-        loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]  # 3.12+
-        return loop
+def _new_eager_event_loop() -> asyncio.AbstractEventLoop:
+    loop = _new_event_loop()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]  # 3.12+
+    return loop
 
 
 if os.environ.get("DAGWIRE_EAGER_TASKS", "") == "1" and sys.version_info >= (3, 12):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # policies are deprecated in 3.14
-        asyncio.set_event_loop_policy(_EagerLoopPolicy())
+    # asyncio.run() (its Runner) creates its loop with asyncio.events.new_event_loop().
+    setattr(asyncio.events, "new_event_loop", _new_eager_event_loop)  # noqa: B010
+    setattr(asyncio, "new_event_loop", _new_eager_event_loop)  # noqa: B010
