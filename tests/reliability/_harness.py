@@ -59,7 +59,6 @@ from ._model import (
 from ._workers import InjectedBase, InjectedError, RetryableInjected
 
 HANG_SECONDS = 3600.0  # a "hang": only a node timeout, an abort or a cancellation ends it
-TIMEOUT_MARK_MARGIN = 0.002  # the harness marks an invoke timeout this long after the library
 
 RETRY_ON: tuple[type[Exception], ...] = (RetryableInjected, TimeoutError)
 
@@ -78,7 +77,7 @@ class Event:
     graph: int
     node: int  # -1 for run-level events (invoke end, cancel requests, timeout mark)
     what: str  # pre_start pre_end start end cleanup_start cleanup_end post_start post_end
-    # invoke_end cancel timeout_mark
+    # invoke_end cancel
     attempt: int = 0
     outcome: str = "ok"  # for *_end: ok, or the fault kind, or "cancelled", or "other"
     exc: BaseException | None = None  # raised (for *_end) or received (for cleanup_start)
@@ -592,11 +591,6 @@ async def _invoke(built: Built, trial: Trial, on_error: OnError) -> None:
         options["targets"] = [handles[i] for i in plan.targets]
     if plan.overrides:
         options["overrides"] = {handles[i]: override_value(trial.token, i) for i in plan.overrides}
-    mark = None
-    if plan.timeout is not None:
-        mark = asyncio.get_running_loop().call_later(
-            plan.timeout + TIMEOUT_MARK_MARGIN, lambda: trial.rec(0, -1, "timeout_mark")
-        )
     try:
         result = await built.dags[0].invoke(
             trial,
@@ -610,8 +604,6 @@ async def _invoke(built: Built, trial: Trial, on_error: OnError) -> None:
         trial.outcome = exc
     else:
         trial.outcome = result
-    if mark is not None:
-        mark.cancel()
     trial.invoke_end = trial.rec(0, -1, "invoke_end").seq
     leaked = NODE_VAR.get()
     if leaked is not None:

@@ -264,7 +264,6 @@ class RunCheck:
         self.base_fired = [f for f in self.trial.fired if f.kind == "base"]
         run_level = [e for e in trial.events if e.node < 0] if graph == 0 else []
         self.cancel_events = [e for e in run_level if e.what == "cancel"]
-        self.timeout_mark = next((e for e in run_level if e.what == "timeout_mark"), None)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -555,8 +554,11 @@ class RunCheck:
             return True
         if not self.raise_mode:
             return False
-        if f.phase in ("cleanup", "post"):  # a failing early release (not the cleanup phase)
-            return self.shapes[f.node].release == "early" and f.when < self.phase_start
+        if f.phase in ("cleanup", "post"):
+            # a failing early release while nodes still run (after they all ended, and in the
+            # cleanup phase, a failing cleanup reaches only the resources below it)
+            end = min(self.phase_start, self.last_body_seq())
+            return self.shapes[f.node].release == "early" and f.when < end
         return f.phase == "pre" or f.status == "required"
 
     def identify(self, exc: BaseException) -> Failure | None:
@@ -1150,23 +1152,35 @@ class RunCheck:
             return
         phase_start = self.phase_start
         unrecovered = self.unrecovered_failures()
-        run_failures = [
-            x for f, x in unrecovered if f.phase not in ("cleanup", "post") or self.aborts(f)
+        run_pairs = [
+            (f, x) for f, x in unrecovered if f.phase not in ("cleanup", "post") or self.aborts(f)
         ]
+        run_failures = [x for _, x in run_pairs]
+        # a failing early release may or may not count as the run's failure once every node
+        # ended: accepted either way
+        either = run_failures + [
+            x for f, x in unrecovered if f.phase in ("cleanup", "post") and self.early(f.node)
+        ]
+
+        def before(f: Failure, at: int, in_phase: bool) -> bool:
+            """Whether failure f was recorded before the cleanup at `at` started: a failure
+            while running is, for a cleanup of the cleanup phase; a failure of a cleanup (an
+            early release) only if it happened before."""
+            return f.when < at or (in_phase and f.phase not in ("cleanup", "post"))
+
         loop_aborts = [
             f.fired.seq
             for f in self.failures
             if f.fired is not None and not f.fired.off_loop and self.aborts(f)
         ]
-        any_abort = any(f.fired is not None and self.aborts(f) for f in self.failures)
         abort_seq = min(loop_aborts, default=NEVER)
         cancel_it = self.cancel_events[0].it if self.cancel_events else None
         for i in range(self.n):
             for e in self.events(i, "cleanup_start"):
                 got, at = e.exc, e.seq
                 in_phase = at >= phase_start
-                mark = self.timeout_mark
-                if self.kind == "timeout" and mark is not None and got is None and at > mark.seq:
+                timed_out = self.timeout_seen()
+                if self.kind == "timeout" and got is None and at > timed_out:
                     self.bad(f"n{i} cleanup received nothing although the run had timed out")
                 if self.kind in ("cancelled", "unknown", "timeout"):
                     # why it stopped: a cancellation, the timeout, or a failure of the run
@@ -1189,23 +1203,45 @@ class RunCheck:
                         )
                     continue
                 if self.raise_mode and (
-                    at > abort_seq or (in_phase and (any_abort or run_failures))
+                    at > abort_seq or any(before(f, at, in_phase) for f, _ in run_pairs)
                 ):
-                    if not any(got is x for x in run_failures):
+                    if not any(got is x for x in either):
                         self.bad(f"n{i} cleanup received {got!r}, not the run's failure")
                     continue
                 below = [(f, x) for f, x in unrecovered if f.node in self.downstream[i]]
-                before = [x for f, x in below if in_phase or f.when < at]
+                heard = [x for f, x in below if before(f, at, in_phase)]
                 # (through an overridden node too: an implementation may follow the graph)
                 below += [(f, x) for f, x in unrecovered if f.node in self.static_down[i]]
-                if got is None and before:
+                if got is None and heard:
                     self.bad(
                         f"n{i} cleanup received nothing although a dependent had failed: "
-                        f"{before[0]!r}"
+                        f"{heard[0]!r}"
                     )
-                allowed_got = [x for _, x in below] + (run_failures if self.raise_mode else [])
+                allowed_got = [x for _, x in below] + (either if self.raise_mode else [])
                 if got is not None and not any(got is x for x in allowed_got):
                     self.bad(f"n{i} cleanup received {got!r}, not a dependent's failure")
+
+    def timeout_seen(self) -> int:
+        """When the run showed it had acted on its invoke timeout: a cleanup received the
+        run's TimeoutError (not a node's: those carry a note), or, in continue mode (where no
+        failure aborts), a body without a timeout of its own was cancelled."""
+        seen = [
+            e.seq
+            for e in self.all_events
+            if e.what == "cleanup_start"
+            and isinstance(e.exc, TimeoutError)
+            and not is_dagwire_noted(e.exc)
+        ]
+        if not self.raise_mode and not self.cancel_events and not self.base_fired:
+            seen += [
+                e.seq
+                for e in self.all_events
+                if e.node >= 0
+                and e.what == "end"
+                and e.outcome == "cancelled"
+                and self.shapes[e.node].timeout is None
+            ]
+        return min(seen, default=NEVER)
 
     def first_it(self, seq: int) -> int:
         return next((e.it for e in self.all_events if e.seq == seq), 0)
