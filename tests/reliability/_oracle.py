@@ -530,7 +530,8 @@ class RunCheck:
             if x.fired is None or not x.fired.off_loop or x.status != "required":
                 continue
             others = [y for y in out if y is not x and y.status != "forbidden"]
-            if stopped or (self.raise_mode and others):
+            reported_others = [e for e in self.reported or () if e is not x.fired.exc]
+            if stopped or (self.raise_mode and (others or reported_others)):
                 x.status = "optional"
         return out
 
