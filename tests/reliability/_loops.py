@@ -91,13 +91,47 @@ class Outcome(Generic[T]):
         return self.value  # type: ignore[return-value]  # done and no error: a T
 
 
+HEARTBEAT_SECONDS = 0.05
+
+
+class _Heartbeat:
+    """Counts HEARTBEAT_SECONDS ticks of a running loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.beats = 0
+        self.handle = loop.call_later(HEARTBEAT_SECONDS, self.beat)
+
+    def beat(self) -> None:
+        self.beats += 1
+        self.handle = self.loop.call_later(HEARTBEAT_SECONDS, self.beat)
+
+
+async def _wait_while_running(task: asyncio.Future[Any], watchdog: float) -> bool:
+    """Wait for `task` for `watchdog` seconds of a *running* loop: if the process itself was
+    stalled (a busy machine), the loop's heartbeats show it and the wait goes on (three more
+    times at most). Return whether the task is done."""
+    heart = _Heartbeat(asyncio.get_running_loop())
+    try:
+        for _ in range(4):
+            heart.beats = 0
+            done, _ = await asyncio.wait({task}, timeout=watchdog)
+            if done:
+                return True
+            if heart.beats >= 0.5 * watchdog / HEARTBEAT_SECONDS:
+                return False  # the loop ran: the library hangs
+        return False
+    finally:
+        heart.handle.cancel()
+
+
 async def _guarded(main: Coroutine[Any, Any, T], outcome: Outcome[T], watchdog: float) -> None:
     loop = asyncio.get_running_loop()
     report = outcome.report
     loop.set_exception_handler(lambda _loop, context: report.loop_errors.append(context))
     before = asyncio.all_tasks()
     task = asyncio.ensure_future(main)
-    done, _ = await asyncio.wait({task}, timeout=watchdog)
+    done = await _wait_while_running(task, watchdog)
     if not done:  # a hang: report it, try to stop it, and leave the loop to be dropped
         report.hung = [repr(task)]
         task.cancel()
