@@ -5,14 +5,24 @@
 
 An un-awaited coroutine emits a RuntimeWarning, which `filterwarnings = error` turns into a
 failure through pytest's unraisable-exception hook.
+
+`DAGWIRE_EAGER_TASKS=1` (Python 3.12+) runs the whole suite with every event loop using
+`asyncio.eager_task_factory`: pytest-asyncio's loops (its `pytest_asyncio_loop_factories`
+hook), loops that tests create with `asyncio.run()`/`asyncio.new_event_loop()` (both patched
+to add the factory), and loops of the programs tests start in subprocesses
+(`eager_site/sitecustomize.py` on PYTHONPATH). The README promises that such a loop changes
+nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.events
 import gc
 import os
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,11 +31,57 @@ import pytest
 # that examples and tests start themselves with asyncio.run().
 os.environ["PYTHONASYNCIODEBUG"] = "1"
 
+# Also read by tests/reliability/_loops.py (a conftest module cannot be imported).
+EAGER_TASKS = os.environ.get("DAGWIRE_EAGER_TASKS", "") == "1"
+_EAGER_SITE = Path(__file__).resolve().parent / "eager_site"
+
+
+_new_event_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.events.new_event_loop
+
+
+def _eager_loop() -> asyncio.AbstractEventLoop:
+    loop = _new_event_loop()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]  # 3.12+
+    return loop
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not EAGER_TASKS:
+        return
+    if sys.version_info < (3, 12):
+        raise pytest.UsageError(
+            "DAGWIRE_EAGER_TASKS=1 needs Python 3.12 or newer (asyncio.eager_task_factory)"
+        )
+    # Loops that tests create themselves (asyncio.run() creates its loop with
+    # asyncio.events.new_event_loop()).
+    setattr(asyncio.events, "new_event_loop", _eager_loop)  # noqa: B010
+    setattr(asyncio, "new_event_loop", _eager_loop)  # noqa: B010
+    paths = [str(_EAGER_SITE), *filter(None, [os.environ.get("PYTHONPATH")])]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if EAGER_TASKS:
+        return "dagwire: every event loop uses asyncio.eager_task_factory (DAGWIRE_EAGER_TASKS=1)"
+    return None
+
+
+if EAGER_TASKS:
+
+    def pytest_asyncio_loop_factories(
+        config: pytest.Config, item: pytest.Item
+    ) -> Mapping[str, Any]:
+        """pytest-asyncio's hook: the loop every async test and fixture runs in."""
+        return {"eager": _eager_loop}
+
 
 @pytest.fixture(autouse=True)
 async def _asyncio_hygiene() -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     assert loop.get_debug(), "asyncio debug mode must be on for the test suite"
+    if EAGER_TASKS:
+        factory = loop.get_task_factory()
+        assert factory is asyncio.eager_task_factory, f"not an eager loop: {factory!r}"  # type: ignore[attr-defined,unused-ignore]  # 3.12+
     reported: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _loop, context: reported.append(context))
     before = asyncio.all_tasks()

@@ -84,9 +84,7 @@ async def test_no_body_starts_after_a_fail_fast_abort_with_a_limiter(shared: boo
     limiter = Limiter(1)
     with build_dag() as dag:
         dag.add_node(a, name="a", limiter=limiter if shared else None)
-        dag.add_node(
-            b, name="b", limiter=limiter if shared else None, pre=a_holds_the_slot.wait
-        )
+        dag.add_node(b, name="b", limiter=limiter if shared else None, pre=a_holds_the_slot.wait)
 
     with pytest.raises(DagError):
         await dag.invoke(None, max_concurrency=None if shared else 1)
