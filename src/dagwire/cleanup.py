@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .context import RunContext, register_marker
 from .errors import NodeCancelledError
+from .status import NodeStatus
 from .tasks import in_context, start_task
 
 if TYPE_CHECKING:
@@ -32,13 +33,15 @@ __all__ = ["Teardown", "run_failure"]
 
 def run_failure(run: Run) -> BaseException | None:
     """What a fail-fast, stopped, cancelled or timed-out run throws into every open resource."""
-    if run.fail_fast and run.first_failure is not None:
-        return run.first_failure
-    # Continue mode stopped by a BaseException (KeyboardInterrupt, SystemExit, ...): the run was
-    # aborted and its running nodes cancelled, so no resource may close as if all went well.
-    fatal = next((e for e in run.failed.values() if not isinstance(e, Exception)), None)
-    if fatal is not None:
-        return fatal
+    if run.failed:
+        if run.fail_fast:
+            return run.first_failure
+        # Continue mode stopped by a BaseException (KeyboardInterrupt, SystemExit, ...): the run
+        # was aborted and its running nodes cancelled, so no resource may close as if all went
+        # well.
+        fatal = next((e for e in run.failed.values() if not isinstance(e, Exception)), None)
+        if fatal is not None:
+            return fatal
     if run.cancelled is not None:
         return run.cancelled
     if run.timed_out:
@@ -78,11 +81,14 @@ class Teardown:
         self.finished: asyncio.Future[None] | None = None
         self.internal: BaseException | None = None  # a bug in dagwire, raised after the phase
         self.remaining: list[int] = []  # cleanup phase: dependents not yet released, per node
-        self.below: list[BaseException | None] = []  # continue mode: a dependent's failure
+        # The cleanup phase: the run's outcome thrown into every resource (taken when the phase
+        # begins: whether an independent cleanup failed first is a matter of timing); and once
+        # a node failed, per node, the failure of a node above it, its cleanups' included.
+        self.failure: BaseException | None = None
+        self.below: list[BaseException | None] = []
         # Every cleanup registered so far runs without waiting (sync hooks and sync exits, no
         # cleanup_timeout): the cleanup phase can run inline, without a task.
         self.all_sync = True
-        self.failure: BaseException | None = None  # the run's outcome thrown into resources
         # Each exception's traceback before it was first thrown into a resource: restored after
         # every throw, so that it does not grow by a frame or two per resource it went through.
         self.tracebacks: dict[int, Any] = {}
@@ -99,7 +105,7 @@ class Teardown:
         if self.early is None or self.closing or self.run.aborted:
             return  # after a fail-fast abort the cleanup phase releases everything
         if j in self.cleanups:  # j holds cleanups: its inputs wait until it is released
-            if self.early[j] == 0:  # an early resource that no node of the run uses
+            if self.early[j] == 0:  # an early resource whose users (if any) all ended first
                 self.start(j)
             return
         ready = self.inputs_done(j)
@@ -108,11 +114,13 @@ class Teardown:
 
     def inputs_done(self, j: int) -> list[int]:
         """Node j no longer holds its early inputs: those it was the last user of are ready."""
-        early, ready = self.early, list[int]()
+        early, status, ready = self.early, self.run.status, list[int]()
         assert early is not None
         for r in self.run.scope.release_after[j]:
             early[r] -= 1
-            if not early[r] and r in self.cleanups:
+            # A user skipped because another input failed may end before r has: r then goes
+            # when it ends (`node_ended`), never while its setup is still running.
+            if not early[r] and r in self.cleanups and status[r] >= NodeStatus.SUCCEEDED:
                 ready.append(r)
         return ready
 
@@ -125,8 +133,6 @@ class Teardown:
         self.closing = True
         self.failure = run_failure(run)
         self.remaining = list(run.plan.dependents_count)
-        if run.failed:  # continue mode: resources hear the failures of nodes above them
-            self.below = [None] * run.plan.size
         self.finished = run.loop.create_future()
         self.live += 1  # this walk counts as a chain until it is done
         ready: list[int] = []
@@ -154,6 +160,8 @@ class Teardown:
         the nodes whose cleanups may now run, claimed for the caller's chain."""
         deps, remaining, below = self.run.plan.deps, self.remaining, self.below
         failed = self.run.failed
+        if failed and not below:  # resources hear the failures of nodes above them, cleanup
+            below = self.below = [None] * len(deps)  # failures of this phase included
         in_flight, cleanups = self.in_flight, self.cleanups
         ready: list[int] = []
         stack = [j]
@@ -251,16 +259,31 @@ class Teardown:
         return self.propagate(j)
 
     def exception_for(self, j: int) -> BaseException | None:
-        """What node j's resources hear: the run's failure, else a dependent's failure."""
-        if self.closing:
+        """What node j's resources hear, as recorded when its cleanup starts: the run's failure,
+        else the failure of a node that depends on j, directly or transitively."""
+        if self.closing:  # the outcome of the bodies, else a failed cleanup above j
             if self.failure is not None:
                 return self.failure
             return self.below[j] if self.below else None
-        failure = run_failure(self.run)
-        if failure is not None:
+        run = self.run
+        failure = run_failure(run)
+        if failure is not None or not run.failed:
             return failure
-        failed = self.run.failed  # continue mode: the failure of a user that ended already
-        return next((failed[d] for d in self.run.scope.steps[j][3] if d in failed), None)
+        return _failure_below(run, j)
+
+
+def _failure_below(run: Run, j: int) -> BaseException | None:
+    """Continue mode, during the run: the failure of a node of the run below j, if any."""
+    steps, failed = run.scope.steps, run.failed
+    seen, stack = {j}, [j]
+    while stack:
+        for d in steps[stack.pop()][3]:
+            if d in failed:
+                return failed[d]
+            if d not in seen:
+                seen.add(d)
+                stack.append(d)
+    return None
 
 
 def clean_node(
@@ -350,20 +373,16 @@ class _Undo:
             err = NodeCancelledError.wrapping(err, where)
         run.record(self.i, phase, err)
         self.first = self.first or err
+        # A failing early release fails the run like any failure, at once (not after the
+        # node's other cleanups); a BaseException stops even a continue-mode run.
+        if not self.teardown.closing and (run.fail_fast or not isinstance(err, Exception)):
+            run.abort()
 
     def done(self) -> None:
-        run, first = self.run, self.first
         if self.exc is not None:
             self.exc.__traceback__ = self.tb  # undo the frames the throws added
-        if run.reporter is not None:
-            run.reporter.cleanup_finished(self.i, first)
-        # A failing early release fails the run like any failure; a BaseException stops it.
-        if (
-            first is not None
-            and not self.teardown.closing
-            and (run.fail_fast or not isinstance(first, Exception))
-        ):
-            run.abort()
+        if self.run.reporter is not None:
+            self.run.reporter.cleanup_finished(self.i, self.first)
 
 
 def _where_in_cleanup(frame_locals: Mapping[str, Any]) -> RunContext | None:

@@ -38,6 +38,7 @@ from dagwire import (
 
 from . import _workers
 from ._loops import HAS_EAGER, LOOP_KINDS, LoopKind, run_in_fresh_loop
+from ._oracle import reachable
 
 OnError = Literal["raise", "continue"]
 MODES: tuple[OnError, ...] = ("raise", "continue")
@@ -681,33 +682,6 @@ def dagwire_log() -> Iterator[list[logging.LogRecord]]:
         logger.setLevel(old_level)
 
 
-def reachable(target: BaseException, raised: BaseException, log: list[logging.LogRecord]) -> bool:
-    """Whether `target` can be found from what the caller got: inside `raised` (its cause or
-    context chain, an exception group, a note that shows it) or in a `dagwire` log record (as
-    exc_info, an argument, or its repr in the message)."""
-    shown = repr(target)
-
-    def inside(exc: BaseException | None, seen: set[int]) -> bool:
-        if exc is None or id(exc) in seen:
-            return False
-        seen.add(id(exc))
-        if exc is target or any(shown in n for n in getattr(exc, "__notes__", ())):
-            return True
-        members: tuple[BaseException, ...] = ()
-        if isinstance(exc, BaseExceptionGroup):
-            members = exc.exceptions  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-        return any(inside(e, seen) for e in (exc.__cause__, exc.__context__, *members))
-
-    if inside(raised, set()):
-        return True
-    for record in log:
-        if record.exc_info and inside(record.exc_info[1], set()):
-            return True
-        if any(a is target for a in (record.args or ())) or shown in record.getMessage():
-            return True
-    return False
-
-
 @pytest.mark.parametrize("kind", LOOP_KINDS)
 def test_a_run_ended_by_a_base_exception_reports_every_other_failure(
     kind: LoopKind, dagwire_log: list[logging.LogRecord]
@@ -721,8 +695,10 @@ def test_a_run_ended_by_a_base_exception_reports_every_other_failure(
     stop = Stop("a stops the run")
 
     async def res() -> AsyncIterator[str]:
-        yield "r"
-        raise cleanup_error
+        try:
+            yield "r"
+        finally:  # hears the BaseException, and fails in its own way
+            raise cleanup_error
 
     async def a(r: str) -> None:
         await b_failed.wait()
