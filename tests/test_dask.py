@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import distributed
@@ -56,22 +61,70 @@ def refuse(why: str) -> None:
     raise Refused(why)
 
 
+CLUSTER_OPTIONS: dict[str, Any] = {
+    "n_workers": 2,
+    "threads_per_worker": 1,
+    "processes": True,
+    "dashboard_address": ":0",  # None would still bind port 8787 (and fail if taken)
+    "host": "127.0.0.1",
+}
+
+# With DAGWIRE_EAGER_TASKS=1 (tests/conftest.py) every loop of this process is eager, and Dask's
+# own LocalCluster cannot start on such a loop ("Nanny failed to start", distributed 2026.8):
+# the cluster then runs in a process of its own with default loops, while the client and
+# dagwire's graph run here, on the eager loop, which is what this pass checks.
+EAGER_PASS = os.environ.get("DAGWIRE_EAGER_TASKS", "") == "1"
+_CLUSTER_PROGRAM = f"""
+import sys, distributed
+cluster = distributed.LocalCluster(**{CLUSTER_OPTIONS!r})
+print(cluster.scheduler_address, flush=True)
+sys.stdin.read()  # until the test is done with it
+cluster.close()
+"""
+
+
+@contextmanager
+def cluster_in_a_process() -> Generator[SimpleNamespace]:
+    env = {k: v for k, v in os.environ.items() if k != "DAGWIRE_EAGER_TASKS"}
+    here = Path(__file__).resolve().parent  # the workers import this module's functions
+    env["PYTHONPATH"] = os.pathsep.join([str(here), str(here.parent / "src")])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CLUSTER_PROGRAM],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        address = proc.stdout.readline().strip()
+        assert address.startswith("tcp://"), f"the cluster did not start: {address!r}"
+        yield SimpleNamespace(scheduler_address=address)
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
 @pytest.fixture
 async def cluster() -> AsyncIterator[Any]:
-    async with dd.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        asynchronous=True,
-        dashboard_address=":0",  # None would still bind port 8787 (and fail if taken)
-        host="127.0.0.1",
-    ) as cluster:
+    if EAGER_PASS:
+        with cluster_in_a_process() as cluster:
+            yield cluster
+        return
+    async with dd.LocalCluster(asynchronous=True, **CLUSTER_OPTIONS) as cluster:
         yield cluster
 
 
 @pytest.fixture
 async def client(cluster: Any) -> AsyncIterator[Any]:
-    async with dd.Client(cluster, asynchronous=True) as client:
+    async with dd.Client(cluster.scheduler_address, asynchronous=True) as client:
         yield client
 
 
