@@ -27,6 +27,9 @@ from typing import Any
 
 import pytest
 
+from reliability._settings import PROFILE
+from reliability._stats import EXAMPLES, OUTCOMES
+
 # pytest-asyncio's loops get debug from `asyncio_debug = true` (pyproject); this covers loops
 # that examples and tests start themselves with asyncio.run().
 os.environ["PYTHONASYNCIODEBUG"] = "1"
@@ -98,3 +101,33 @@ async def _asyncio_hygiene() -> AsyncIterator[None]:
     loop.set_exception_handler(None)
     assert not leaked, f"tasks outlived the test: {leaked}"
     assert not reported, f"the event loop reported errors: {reported}"
+
+
+# -- how many examples the reliability suite checked (tests/reliability/_stats.py) -----------
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output: dict[str, Any] | None = getattr(session.config, "workeroutput", None)
+    if output is not None:  # a pytest-xdist worker: hand its counts to the controller
+        output["dagwire_examples"] = dict(EXAMPLES)
+        output["dagwire_outcomes"] = dict(OUTCOMES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist's hook, in the controller: a worker is done."""
+    output: dict[str, dict[str, int]] = getattr(node, "workeroutput", {})
+    EXAMPLES.update(output.get("dagwire_examples", {}))
+    OUTCOMES.update(output.get("dagwire_outcomes", {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not EXAMPLES:
+        return
+    counts = ", ".join(f"{name} {count}" for name, count in sorted(EXAMPLES.items()))
+    terminalreporter.section("dagwire reliability")
+    terminalreporter.write_line(
+        f"{sum(EXAMPLES.values())} examples checked (profile {PROFILE!r}): {counts}"
+    )
+    for key, count in sorted(OUTCOMES.items()):
+        terminalreporter.write_line(f"  {key}: {count}")

@@ -861,9 +861,13 @@ class RunCheck:
         """Independent cleanups overlap: a cleanup starts within DUE_SLACK loop iterations of
         being due. The cleanup phase is due when the last body ended; a node in it when the
         cleanups of the nodes that depend on it ended; an early release when its last user
-        ended or was released. Runs where a thread or process body ran are not checked (a
-        thread's end reaches the loop at its own pace)."""
-        if any(e.off_loop for e in self.trial.events) or self.refused_after_a_delay():
+        ended or was released. Runs with a thread or process body are not checked: a thread
+        starts, and its end reaches the loop, at the pace of the OS and the GIL (a submitted
+        body may not have begun after dozens of quick loop iterations)."""
+        elsewhere = any(self.shapes[i].runs_elsewhere and self.in_run[i] for i in range(self.n))
+        if elsewhere or any(e.off_loop for e in self.trial.events):
+            return
+        if self.refused_after_a_delay():
             return
         first, last_end = self.cleanup_spans()
         if not first:

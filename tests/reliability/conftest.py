@@ -1,5 +1,5 @@
-"""The session's process pool, and how many examples the reliability properties checked
-(printed in pytest's terminal summary).
+"""The session's process pool. (How many examples the reliability properties checked is
+printed by tests/conftest.py, which also collects the counts of pytest-xdist's workers.)
 
 The hypothesis profiles ("ci", the default, and "long", `DAGWIRE_RELIABILITY=long`) are in
 `_settings.py`. `pytest --hypothesis-show-statistics` adds hypothesis' own numbers.
@@ -13,9 +13,6 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from ._settings import PROFILE
-from ._stats import EXAMPLES, OUTCOMES
-
 
 @pytest.fixture(scope="session")
 def process_pool() -> Iterator[ProcessPoolExecutor]:
@@ -25,15 +22,3 @@ def process_pool() -> Iterator[ProcessPoolExecutor]:
         max_workers=2, mp_context=multiprocessing.get_context("spawn")
     ) as pool:
         yield pool
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not EXAMPLES:
-        return
-    counts = ", ".join(f"{name} {count}" for name, count in sorted(EXAMPLES.items()))
-    terminalreporter.section("dagwire reliability")
-    terminalreporter.write_line(
-        f"{sum(EXAMPLES.values())} examples checked (profile {PROFILE!r}): {counts}"
-    )
-    for key, count in sorted(OUTCOMES.items()):
-        terminalreporter.write_line(f"  {key}: {count}")
