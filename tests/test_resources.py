@@ -15,7 +15,7 @@ from contextlib import (
     suppress,
 )
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -674,3 +674,59 @@ async def test_exit_re_raising_the_runs_failure_is_not_a_second_failure(is_async
         await dag.invoke(None)
     assert info.value.exceptions == (boom,)
     assert notes(boom) == "dagwire: node 'body' failed in body"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("on_error", ["raise", "continue"])
+async def test_a_failed_cleanup_reaches_the_resources_above_it_not_the_others(
+    on_error: Literal["raise", "continue"], kind: str
+) -> None:
+    # `top` uses `mid`, which uses `base`; `top`'s exit fails: `mid` and `base` must roll back
+    # (hear it), the independent `other` must not, whatever the order they go in. (With sync
+    # exits only, the cleanup phase runs them one after another in the caller.)
+    heard: dict[str, BaseException | None] = {}
+    exit_error = KeyError("top's exit failed")
+
+    def sync_resource(name: str) -> Callable[..., Iterator[str]]:
+        def make(*_: str) -> Iterator[str]:
+            try:
+                yield name
+            except BaseException as exc:
+                heard[name] = exc
+                raise
+            heard[name] = None
+            if name == "top":
+                raise exit_error
+
+        return make
+
+    def async_resource(name: str) -> Callable[..., AsyncIterator[str]]:
+        async def make(*_: str) -> AsyncIterator[str]:
+            try:
+                yield name
+            except BaseException as exc:
+                heard[name] = exc
+                raise
+            await asyncio.sleep(0)
+            heard[name] = None
+            if name == "top":
+                raise exit_error
+
+        return make
+
+    resource = sync_resource if kind == "sync" else async_resource
+
+    with build_dag() as dag:
+        base = dag.add_resource(resource("base"), name="base")
+        dag.add_resource(resource("other"), name="other")
+        mid = dag.add_resource(resource("mid"), base, name="mid")
+        dag.add_resource(resource("top"), mid, name="top")
+
+    if on_error == "raise":
+        with pytest.raises(DagError) as info:
+            await dag.invoke(None)
+        assert set(info.value.failures) == {"top"}
+    else:
+        result = await dag.invoke(None, on_error="continue")
+        assert [f.node for f in result.errors] == ["top"]
+    assert heard == {"top": None, "mid": exit_error, "base": exit_error, "other": None}
