@@ -73,17 +73,19 @@ async def _lean(
 ) -> object:
     fn: Callable[..., Any] | None = spec.fn
     assert fn is not None
-    timeout = opts.timeout
+    timeout, direct = opts.timeout, spec.is_async
     attempt = 1
     while True:
         try:
             if run.aborted:
                 raise Stopped
             if timeout is None:
+                if direct:  # an async body: nothing to inspect
+                    return await fn(*args)
                 value = fn(*args)
                 return await value if isawaitable(value) else value
             value = fn(*args)
-            if isawaitable(value):
+            if direct or isawaitable(value):
                 limit = asyncio.timeout(timeout)
                 try:
                     async with limit:
