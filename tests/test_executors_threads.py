@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Literal
 
 import pytest
 
+from dagwire import DagError, build_dag
 from dagwire.executors import Work, is_executor, submit
 
 REQUEST = contextvars.ContextVar("REQUEST", default="unset")
@@ -165,3 +167,80 @@ def test_importing_dagwire_imports_neither_dask_nor_tqdm() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == ""
+
+
+def _logged_resource(log: list[str], gate: threading.Event) -> Callable[[], Iterator[str]]:
+    def res() -> Iterator[str]:
+        gate.wait(5)
+        log.append("set up")
+        try:
+            yield "conn"
+        except BaseException as exc:
+            log.append(f"rollback ({type(exc).__name__})")
+            raise
+        log.append("commit")
+
+    return res
+
+
+@pytest.mark.parametrize("stop", ["cancel", "node timeout", "invoke timeout"])
+async def test_a_thread_setup_that_ends_as_the_run_stops_it_is_rolled_back(stop: str) -> None:
+    # The setup finishes in its thread while the loop is busy; by the time the loop runs again
+    # the run is being stopped (the caller cancels, or a timeout has expired). Was: the exit was
+    # registered only for a setup still running, so this one was never exited.
+    log: list[str] = []
+    gate = threading.Event()
+    node_timeout = 0.03 if stop == "node timeout" else None
+    with build_dag() as dag:
+        r = dag.add_resource(_logged_resource(log, gate), executor="thread", timeout=node_timeout)
+        dag.add_node(lambda c: c, r, name="user")
+    invoke_timeout = 0.03 if stop == "invoke timeout" else None
+    task = asyncio.ensure_future(dag.invoke(None, timeout=invoke_timeout))
+    await asyncio.sleep(0.01)
+    gate.set()
+    time.sleep(0.05)  # noqa: ASYNC251  # hold the loop: the setup ends, timeouts expire
+    if stop == "cancel":
+        task.cancel()
+    expected: type[BaseException] = {
+        "cancel": asyncio.CancelledError,
+        "node timeout": DagError,
+        "invoke timeout": TimeoutError,
+    }[stop]
+    with pytest.raises(expected):
+        await task
+    heard = "CancelledError" if stop == "cancel" else "TimeoutError"
+    assert log == ["set up", f"rollback ({heard})"]  # before invoke raised
+
+
+async def test_a_cleanup_timeout_shorter_than_an_abandoned_setup_still_exits_it() -> None:
+    # A sibling fails while the setup runs in its thread; the cleanup phase waits for the setup
+    # at most cleanup_timeout=. Was: the exit was then never run (the generator was only
+    # closed by the garbage collector), and nothing said so.
+    log: list[str] = []
+    gate = threading.Event()
+    exited = threading.Event()
+
+    def res() -> Iterator[str]:
+        gate.wait(5)
+        try:
+            yield "conn"
+        except BaseException as exc:
+            log.append(f"rollback ({type(exc).__name__})")
+            raise
+        finally:
+            exited.set()
+
+    async def fail() -> None:
+        await asyncio.sleep(0.01)
+        raise ValueError("sibling failed")
+
+    with build_dag() as dag:
+        dag.add_resource(res, executor="thread", cleanup_timeout=0.01, name="res")
+        dag.add_node(fail, name="fail")
+    with pytest.raises(DagError) as info:
+        await dag.invoke(None)
+    assert isinstance(info.value.failures["res"], TimeoutError)  # the cleanup did time out
+    assert log == []
+    gate.set()  # the setup ends now: its thread exits it, with the run's failure
+    assert await asyncio.to_thread(exited.wait, 5)
+    assert log == ["rollback (ValueError)"]

@@ -76,18 +76,38 @@ _WAITING, _RUNNING, _STOPPED, _ABANDONED = range(4)
 class Work:
     """One call submitted to an executor: its state, and its outcome once it has stopped."""
 
-    __slots__ = ("_done", "_lock", "_state", "_task_future")
+    __slots__ = ("_done", "_lock", "_state", "_task_future", "_then")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._state = _WAITING
         self._done: asyncio.Future[tuple[bool, Any]] | None = None
         self._task_future: Future[Any] | None = None  # non-thread executors
+        # threads: called in the worker thread with the outcome, once the call has stopped
+        self._then: Callable[[tuple[bool, Any]], None] | None = None
 
     @property
     def running(self) -> bool:
         """The call started and has not stopped yet."""
         return self._state == _RUNNING
+
+    @property
+    def may_have_succeeded(self) -> bool:
+        """The call started and is not known to have failed: it still runs, or it stopped and
+        its outcome (a success, or not yet delivered to the loop) can still be had."""
+        state, done = self._state, self._done
+        if state == _RUNNING:
+            return True
+        return state == _STOPPED and done is not None and (not done.done() or done.result()[0])
+
+    def then_in_thread(self, then: Callable[[tuple[bool, Any]], None]) -> bool:
+        """Have the worker thread call `then(outcome)` when the call stops; False if it is not
+        running in a thread (any more): its outcome is then the loop's to handle."""
+        with self._lock:
+            if self._state != _RUNNING or self._task_future is not None:
+                return False
+            self._then = then
+            return True
 
     def abandon(self) -> None:
         """Nobody waits for the result any more: a call that has not started never will."""
@@ -135,7 +155,11 @@ class Work:
             )
         except BaseException as exc:  # delivered to whoever awaits; never lost
             outcome = (False, exc)
-        self._state = _STOPPED
+        with self._lock:
+            self._state = _STOPPED
+            then = self._then
+        if then is not None:
+            then(outcome)
         self._deliver_threadsafe(loop, outcome)
 
     def _deliver_threadsafe(

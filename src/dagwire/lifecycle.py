@@ -8,12 +8,16 @@ and its exit both run in the executor.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
+import logging
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from contextvars import Context
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from .context import current, set_where
@@ -22,6 +26,8 @@ from .tasks import in_context
 
 if TYPE_CHECKING:
     from .scheduler import Run
+
+logger = logging.getLogger("dagwire")
 
 __all__ = ["Cleanup", "CleanupFn", "enter_resource", "post_hook"]
 
@@ -74,7 +80,9 @@ async def enter_resource(
                 work, executor, _sync_setup, name, factory, args, context=context
             )
         except BaseException:
-            if work.running:  # abandoned while the setup goes on in the executor
+            # Abandoned (cancelled, timed out) while the setup goes on in the executor, or
+            # just after it finished there: its exit runs once the outcome is known.
+            if work.may_have_succeeded:
                 exit_later = _exit_when_set_up(name, work, executor, context)
                 run.add_cleanup(i, ("cleanup", exit_later, False))
             raise
@@ -227,12 +235,47 @@ def _exit_when_set_up(name: str, work: Work, executor: ExecutorLike, context: Co
     async def exit_(exc: BaseException | None, _: object = None) -> None:
         try:
             made, _ = cast(tuple[object, object], await work.outcome())
+        except asyncio.CancelledError:
+            # Waiting was cut short (cleanup_timeout=): the setup's thread exits what it made
+            # once it has made it; this cleanup still fails with the timeout.
+            if not work.then_in_thread(partial(_exit_orphan, name, exc, context)):
+                work.when_stopped(partial(_exit_orphan_soon, name, work, exc, context))
+            raise
         except BaseException:
             return  # the setup failed: nothing was acquired
         _cleanup_where(context)
         await submit(Work(), executor, _exit_sync, name, made, exc, context=context)
 
     return exit_
+
+
+def _exit_orphan(
+    name: str, exc: BaseException | None, context: Context, outcome: tuple[bool, Any]
+) -> None:
+    """In a thread: exit what a setup nobody waits for any more made (no run to report a
+    failure to: it is logged)."""
+    ok, setup = outcome  # setup: (what the factory made, what it yielded or entered)
+    if not ok:
+        return
+    try:
+        context.run(_exit_sync, name, setup[0], exc)
+    except BaseException:
+        logger.exception("resource %r: its exit, run after its cleanup timed out, failed", name)
+
+
+def _exit_orphan_soon(
+    name: str, work: Work, exc: BaseException | None, context: Context
+) -> None:
+    """On the loop, once an abandoned setup's outcome has arrived: exit it in a thread."""
+    done = work._done  # pyright: ignore[reportPrivateUsage]  # where the outcome arrives
+    if done is None:
+        return
+
+    def arrived(_: object) -> None:
+        args = (name, exc, context, done.result())
+        threading.Thread(target=_exit_orphan, args=args, daemon=True).start()
+
+    done.add_done_callback(arrived)  # (soon, if it has arrived already)
 
 
 # -- async resources -------------------------------------------------------------------------
