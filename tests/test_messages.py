@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,6 +20,7 @@ from dagwire import (
     DagDefinitionError,
     Limiter,
     NodeStatus,
+    Retry,
     build_dag,
 )
 
@@ -312,3 +313,57 @@ async def test_iterating_a_result_is_a_clear_type_error() -> None:
     with pytest.raises(TypeError, match=r"read by node handle.*dag\.node\(name\)"):
         loose(result)["fetch_user"]
     assert result[node] == "user1"
+
+
+def _generator_hook() -> Iterator[None]:
+    yield
+
+
+async def _async_generator_hook() -> AsyncIterator[None]:
+    yield
+
+
+async def _body() -> int:
+    return 1
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda: Retry(initial_delay=float("nan")), "initial_delay=nan"),
+        (lambda: Retry(backoff=float("nan")), "backoff=nan"),
+        (lambda: Retry(initial_delay=0.0, backoff=float("inf")), "backoff=inf"),
+        (lambda: Retry(max_delay=float("inf")), "max_delay=inf"),
+        (lambda: Retry(attempts=loose(True)), "attempts=True"),
+        (lambda: Limiter(loose(True)), "Limiter(True)"),
+        (lambda: CircuitBreaker(reset_timeout=float("nan")), "reset_timeout=nan"),
+        (lambda: CircuitBreaker(fail_max=loose(True)), "fail_max=True"),
+    ],
+)
+def test_policies_that_cannot_work_are_refused(make: Callable[[], object], says: str) -> None:
+    # Was: accepted; a NaN delay then made invoke hang on 3.11/3.12 (asyncio.sleep(nan)).
+    with pytest.raises(DagDefinitionError, match=re.escape(says)):
+        make()
+
+
+@pytest.mark.parametrize("hook", [_generator_hook, _async_generator_hook])
+@pytest.mark.parametrize("option", ["pre", "post"])
+def test_a_generator_function_as_a_hook_is_refused(
+    option: str, hook: Callable[[], object]
+) -> None:
+    # Was: accepted, and the hook's code never ran (calling it only made a generator).
+    with build_dag() as dag, pytest.raises(DagDefinitionError) as info:
+        dag.add_node(_body, **{option: loose(hook)})
+    message = str(info.value)
+    assert f"{option}={hook.__name__}" in message
+    assert "generator function" in message
+    assert "add_resource()" in message
+
+
+def test_after_must_be_nodes_and_an_immediate_node_not_a_node() -> None:
+    with build_dag() as dag:
+        n = dag.add_node(_body, name="n")
+        with pytest.raises(DagDefinitionError, match=r"after= takes a node or an iterable"):
+            dag.add_node(_body, after=loose(5))
+        with pytest.raises(DagDefinitionError, match="a node handle is not a constant"):
+            dag.add_immediate_node(n)

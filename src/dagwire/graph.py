@@ -291,7 +291,14 @@ class Dag(TypedAdders[P], Generic[P]):
         return tuple(refs)
 
     def _after_refs(self, after: Node[Any] | Iterable[Node[Any]], what: str) -> tuple[int, ...]:
-        nodes = (after,) if isinstance(after, Node) else tuple(after)
+        if isinstance(after, Node):
+            nodes: tuple[object, ...] = (after,)
+        elif isinstance(after, Iterable) and not isinstance(after, (str, bytes)):
+            nodes = tuple(cast(Iterable[object], after))
+        else:
+            raise DagDefinitionError(
+                f"{what}: after= takes a node or an iterable of nodes, got {after!r}"
+            )
         return tuple(self._spec(n, f"{what}, after=").index for n in nodes)
 
     def _add(
@@ -440,10 +447,16 @@ class Dag(TypedAdders[P], Generic[P]):
         """A constant node: `value` is its result in every run (the same object, not a copy).
 
         `name` defaults to ``immediate`` (then ``immediate_1``, ...). Raises
-        `DagDefinitionError` if the graph is frozen or `name` is taken. A plain value passed
+        `DagDefinitionError` if the graph is frozen, `name` is taken, or `value` is a node
+        handle (a node's value is its dependents' input, not a constant). A plain value passed
         as an input to `add_node` is a constant as well, without a node of its own.
         """
         self._check_open("add_immediate_node")
+        if isinstance(value, Node):
+            raise DagDefinitionError(
+                f"add_immediate_node({value!r}): a node handle is not a constant value. Pass "
+                "the node itself as an input of the nodes that need its value."
+            )
         return self._append(
             self._unique_name(name, "immediate"),
             NodeKind.IMMEDIATE,

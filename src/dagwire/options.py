@@ -15,6 +15,8 @@ from typing import Any, cast
 from ._callables import (
     Kind,
     callable_name,
+    is_async_generator_function,
+    is_generator_function,
     kind_from_annotation,
     refuse_called,
     returns_awaitable,
@@ -146,7 +148,15 @@ def _hook(what: str, label: str, hook: object) -> tuple[Callable[..., object] | 
     if not callable(hook):
         refuse_called(f"{what}: {label}=", hook, f"{label}={{callee}}")
         raise DagDefinitionError(f"{what}: {label}= must be callable, got {hook!r}")
-    return hook, takes_argument(hook, what=f"{what} {label}=")
+    hook_fn: Callable[..., object] = hook
+    if is_generator_function(hook_fn) or is_async_generator_function(hook_fn):
+        # Calling one only makes a generator: the hook's code would never run.
+        raise DagDefinitionError(
+            f"{what}: {label}={callable_name(hook_fn)} is a generator function, so calling it "
+            f"would run none of its code. Give a plain or async function as {label}=; to hold "
+            "something open around the node, make it a resource with add_resource()."
+        )
+    return hook_fn, takes_argument(hook_fn, what=f"{what} {label}=")
 
 
 def parse_options(what: str, options: Mapping[str, Any], valid: tuple[str, ...]) -> Parsed:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 import random
 import time
 from collections import deque
@@ -18,6 +19,14 @@ from typing import cast
 from .errors import CircuitOpenError, DagDefinitionError, RetryableError
 
 __all__ = ["BreakerState", "CircuitBreaker", "Limiter", "Retry"]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 # The jitter source when a Retry is not given its own `rng`; tests may seed it.
 default_rng = random.Random()
@@ -51,15 +60,13 @@ class Retry:
 
     def __post_init__(self) -> None:
         problems: list[str] = []
-        if not isinstance(self.attempts, int) or self.attempts < 1:
+        if not _is_int(self.attempts) or self.attempts < 1:
             problems.append(f"attempts={self.attempts!r} (must be an int >= 1: calls in total)")
-        if self.initial_delay < 0 or self.max_delay < 0:
-            problems.append(
-                f"initial_delay={self.initial_delay!r}, max_delay={self.max_delay!r} "
-                "(delays must be >= 0)"
-            )
-        if self.backoff < 1:
-            problems.append(f"backoff={self.backoff!r} (must be >= 1)")
+        for label, value in (("initial_delay", self.initial_delay), ("max_delay", self.max_delay)):
+            if not _is_real(value) or not (0 <= value < math.inf):
+                problems.append(f"{label}={value!r} (a delay must be a finite number >= 0)")
+        if not _is_real(self.backoff) or not (1 <= self.backoff < math.inf):
+            problems.append(f"backoff={self.backoff!r} (must be a finite number >= 1)")
         if not isinstance(self.on, tuple) or not self.on:
             problems.append(f"on={self.on!r} (must be a non-empty tuple of exception types)")
         elif not all(isinstance(t, type) and issubclass(t, Exception) for t in self.on):
@@ -126,11 +133,14 @@ class CircuitBreaker:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if fail_max < 1:
-            raise DagDefinitionError(f"CircuitBreaker(fail_max={fail_max!r}): must be >= 1")
-        if reset_timeout < 0:
+        if not _is_int(fail_max) or fail_max < 1:
             raise DagDefinitionError(
-                f"CircuitBreaker(reset_timeout={reset_timeout!r}): must be >= 0"
+                f"CircuitBreaker(fail_max={fail_max!r}): must be an int >= 1"
+            )
+        if not _is_real(reset_timeout) or not (0 <= reset_timeout < math.inf):
+            raise DagDefinitionError(
+                f"CircuitBreaker(reset_timeout={reset_timeout!r}): must be a finite number of "
+                "seconds >= 0"
             )
         self.fail_max = fail_max
         self.reset_timeout = reset_timeout
@@ -232,7 +242,7 @@ class Limiter:
     """
 
     def __init__(self, limit: int, /) -> None:
-        if not isinstance(limit, int) or limit < 1:
+        if not _is_int(limit) or limit < 1:
             raise DagDefinitionError(f"Limiter({limit!r}): the limit must be an int >= 1")
         self.limit = limit
         self._free = limit
