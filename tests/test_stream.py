@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -115,9 +116,9 @@ async def test_leaving_early_cancels_the_run_cleans_up_and_leaves_no_task(leave:
     before = asyncio.all_tasks()
     stream = dag.stream(None)
     if leave == "break":
-        async for _ in stream:
-            break
-        await stream.aclose()  # what `async for` leaves to the generator's finalizer
+        async with contextlib.aclosing(stream) as completions:  # as the docs say to
+            async for _ in completions:
+                break
     elif leave == "aclose":
         await anext(stream)
         await stream.aclose()

@@ -707,9 +707,12 @@ class Dag(TypedAdders[P], Generic[P]):
 
         Takes the options of `invoke`. The run goes on in a task of its own while you handle
         a completion. Consuming the stream to its end also waits for the run's cleanup, then
-        raises what `invoke` would raise (a failed fail-fast run's `DagError`). Leaving early
-        (`break`, `aclose()`, cancellation) cancels the rest of the run, waits for its cleanup
-        and leaves no task behind.
+        raises what `invoke` would raise (a failed fail-fast run's `DagError`). Closing it
+        early (`aclose()`, the end of an ``async with contextlib.aclosing(dag.stream(...))``
+        block, or cancelling the consumer while it waits for a completion) cancels the rest of
+        the run, waits for its cleanup and leaves no task behind. A bare `break` out of
+        `async for` does not close an async generator: the run goes on until the generator is
+        closed or garbage-collected, so use `aclosing` when you may leave early.
         """
         return stream_run(
             self,

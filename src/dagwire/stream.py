@@ -27,8 +27,9 @@ async def stream_run(
 
     The run never waits for the consumer: completions queue up. Consuming every completion
     also waits for the run's cleanup, then raises what `invoke` would raise (the `DagError`
-    of a failed fail-fast run). Leaving early (`break`, `aclose()`, the consumer cancelled)
-    cancels the run and waits for its cleanup: no task is left behind.
+    of a failed fail-fast run). Closing it early (`aclose()`, `contextlib.aclosing`) or
+    cancelling the consumer while it waits here cancels the run and waits for its cleanup: no
+    task is left behind. (A bare `break` does not close an async generator.)
     """
     loop = asyncio.get_running_loop()
     ready: deque[NodeCompletion] = deque()
