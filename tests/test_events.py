@@ -350,6 +350,10 @@ async def test_a_node_cancelled_in_its_retry_delay_ends_with_node_cancelled() ->
         "node_cancelled",
         "run_finished",
     ]
+    # The retrying event ends attempt 1; the cancel ends attempt 2, which it waited for and
+    # which never started (was: a second end for attempt 1).
+    attempts = [getattr(e, "attempt", None) for e in rec.events[1:4]]
+    assert attempts == [1, 1, 2]
     assert finished(rec).error is raised[0]
 
 

@@ -100,10 +100,10 @@ async def _lean(
                 if not _recoverable(run, i, opts, exc):
                     raise
                 return _recovered(run, i, spec, opts, exc)
+            run.attempts[i] = attempt + 1  # (a cancel in the delay ends the attempt waited for)
             await asyncio.sleep(delay)
             attempt += 1
             run.status[i] = _RUNNING
-            run.attempts[i] = attempt
 
 
 async def _composite(
@@ -262,11 +262,12 @@ async def attempts(
                 if run is None or not _recoverable(run, i, opts, exc):
                     raise
                 return _recovered(run, i, spec, opts, exc)
+            if run is not None:  # (a cancel in the delay ends the attempt waited for)
+                run.attempts[i] = attempt + 1
             await asyncio.sleep(delay)
             attempt += 1
             if run is not None:
                 run.status[i] = _RUNNING
-                run.attempts[i] = attempt
 
 
 def _retry_delay(

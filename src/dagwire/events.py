@@ -8,7 +8,10 @@ raises is reported once on the ``dagwire`` logger and never changes the run's ou
 Order: `RunStarted` comes first and `RunFinished` last (after every cleanup). Per node, each
 `NodeStarted` (one per attempt of a body or resource setup) is followed by exactly one of
 `NodeSucceeded`, `NodeFailed`, `NodeRetrying` or `NodeCancelled` for that attempt; a
-`NodeRetrying` precedes the next attempt's `NodeStarted`. A node that never starts gets at most a
+`NodeRetrying` precedes the next attempt's `NodeStarted`, except that a node cancelled (or
+stopped by a fail-fast abort) while it waits for its next attempt (the retry delay, a `Limiter`
+slot) ends with a `NodeCancelled` carrying that attempt's number, which never started. A node
+that never starts gets at most a
 `NodeSkipped` (or a `NodeSucceeded` with ``resumed=True``). A node's `CleanupStarted` and
 `CleanupFinished` follow the ends of every node that depends on it.
 
