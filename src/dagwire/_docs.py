@@ -67,6 +67,8 @@ _COMMON_OPTIONS = """\
         retried, not bounded by `timeout=`). It receives the invoke parameter if it has one
         required positional parameter, and nothing otherwise (`lambda k=k: ...` keeps its
         default). If it raises, the node fails in phase "pre" and its {body} does not run.
+        A generator function is refused, here and as `post` (calling one runs none of its
+        code).
     post: Callable[[P], object] | Callable[[], object] | None = None
         A cleanup hook, sync or async, receiving what `pre` receives. It runs once in the
         run's cleanup phase, after the cleanups of the nodes that depend on this one, for
