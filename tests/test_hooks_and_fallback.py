@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dagwire import Dag, DagDefinitionError, build_dag
+from dagwire import Dag, DagDefinitionError, DagError, NodeStatus, build_dag
 
 
 def loose(value: object) -> Any:
@@ -167,3 +167,35 @@ async def test_an_immutable_fallback_is_the_safe_choice() -> None:
     results = await asyncio.gather(*(dag.invoke(None) for _ in range(3)))
     assert [r[more] for r in results] == [("x",)] * 3
     assert all(r[rows] == () for r in results)
+
+
+async def test_a_fallback_covers_a_failure_while_a_fail_fast_run_aborts() -> None:
+    # `covered` fails in the same loop iteration as `boom`, the run's first failure. Was: the
+    # abort made `covered` an unrecovered failure (FAILED, in DagError.failures) although its
+    # fallback= covers it.
+    async def boom() -> int:
+        await asyncio.sleep(0)
+        raise KeyError("boom")
+
+    async def covered() -> int:
+        await asyncio.sleep(0)
+        raise ValueError("covered")
+
+    for first in ("boom", "covered"):  # either may be the first to fail
+        with build_dag() as dag:
+            if first == "boom":
+                dag.add_node(boom, name="boom")
+                node = dag.add_node(covered, fallback=-1, name="covered")
+            else:
+                node = dag.add_node(covered, fallback=-1, name="covered")
+                dag.add_node(boom, name="boom")
+        with pytest.raises(DagError) as info:
+            await dag.invoke(None)
+        assert set(info.value.failures) == {"boom"}
+        result = info.value.result
+        assert result is not None
+        assert [(f.node, f.recovered) for f in result.errors if f.node == "covered"] in (
+            [("covered", True)],
+            [],  # cancelled by the abort before it failed
+        )
+        assert result.status(node) in (NodeStatus.SUCCEEDED, NodeStatus.CANCELLED)

@@ -149,10 +149,12 @@ def _start_pre(run: Run, i: int, opts: NodeOptions) -> Awaitable[object] | None:
 
 
 def _recoverable(run: Run, i: int, opts: NodeOptions, exc: Exception) -> bool:
-    """Whether node i's `fallback=` covers `exc` (its last attempt's failure, or a Skip)."""
+    """Whether node i's `fallback=` covers `exc` (its last attempt's failure, or a Skip):
+    always, but for a failing `pre` hook. (Also while a fail-fast run aborts: a failure at the
+    same moment as the run's first one is still covered, never an unrecovered failure.)"""
     if opts.fallback is NO_FALLBACK:
         return False
-    return isinstance(exc, Skip) or (not run.aborted and run.phase.get(i) != "pre")
+    return isinstance(exc, Skip) or run.phase.get(i) != "pre"
 
 
 def _recovered(run: Run, i: int, spec: NodeSpec, opts: NodeOptions, exc: Exception) -> object:

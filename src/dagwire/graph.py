@@ -678,15 +678,21 @@ class Dag(TypedAdders[P], Generic[P]):
                 f"invoke(resume_from=): {previous!r} is not a result of {self!r}; resume "
                 "from a result this graph returned"
             )
-        recovered = {f.node for f in previous.errors if f.recovered}  # their value: a fallback
         taken: dict[int, object] = {}
         for spec, handle in zip(self._specs, self._handles, strict=True):
             if spec.kind in (NodeKind.PARAMS, NodeKind.IMMEDIATE, NodeKind.RESOURCE):
                 continue  # params and immediates are given anyway; resources run again
-            if spec.options is not None and spec.options.post is not None:
+            options = spec.options
+            if options is not None and options.post is not None:
                 continue  # a node with a cleanup runs again with it
-            if previous.status(handle) is NodeStatus.SUCCEEDED and spec.name not in recovered:
-                taken[spec.index] = previous[handle]
+            if previous.status(handle) is not NodeStatus.SUCCEEDED:
+                continue
+            value = previous[handle]
+            if options is not None and value is options.fallback:
+                # A failure or a Skip its fallback covered: the real value is still missing.
+                # (A body that returned that very object runs again too: harmless.)
+                continue
+            taken[spec.index] = value
         return taken
 
     def stream(
