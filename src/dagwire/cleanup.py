@@ -298,9 +298,11 @@ class Teardown:
     def exception_for(self, j: int) -> BaseException | None:
         """What node j's resources hear, as recorded when its cleanup starts: the run's failure,
         else the failure of a node that depends on j, directly or transitively."""
-        if self.closing:  # the outcome of the bodies, else a failed cleanup above j
+        if self.closing:  # the outcome of the bodies, a cancel since, a failed cleanup above j
             if self.failure is not None:
                 return self.failure
+            if self.run.cancelled is not None:  # the caller cancelled during this phase
+                return self.run.cancelled
             return self.below[j] if self.below else None
         run = self.run
         failure = run_failure(run)
