@@ -867,6 +867,14 @@ class RunCheck:
         elsewhere = any(self.shapes[i].runs_elsewhere and self.in_run[i] for i in range(self.n))
         if elsewhere or any(e.off_loop for e in self.trial.events):
             return
+        # Nor runs whose nodes share a Limiter with other runs: a node waiting for a slot that
+        # another run holds shows no event meanwhile (its wait is invisible here).
+        scenario = self.scenario
+        shared_limiter = any(
+            s.limiter is not None for g in scenario.graphs for s in scenario.graph(g)
+        )
+        if shared_limiter and len(scenario.runs) > 1:
+            return
         if self.refused_after_a_delay():
             return
         first, last_end = self.cleanup_spans()
