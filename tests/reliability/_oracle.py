@@ -861,15 +861,22 @@ class RunCheck:
         """Independent cleanups overlap: a cleanup starts within DUE_SLACK loop iterations of
         being due. The cleanup phase is due when the last body ended; a node in it when the
         cleanups of the nodes that depend on it ended; an early release when its last user
-        ended or was released. Runs with a thread or process body are not checked: a thread
-        starts, and its end reaches the loop, at the pace of the OS and the GIL (a submitted
-        body may not have begun after dozens of quick loop iterations)."""
-        elsewhere = any(self.shapes[i].runs_elsewhere and self.in_run[i] for i in range(self.n))
+        ended or was released. Runs with a thread or process body (a sub-graph's included) are
+        not checked: a thread starts, and its end reaches the loop, at the pace of the OS and
+        the GIL (a submitted body may not have begun after dozens of quick loop iterations)."""
+        scenario = self.scenario
+        elsewhere = any(
+            self.in_run[i]
+            and (
+                s.runs_elsewhere
+                or (s.sub is not None and any(t.runs_elsewhere for t in scenario.graph(s.sub + 1)))
+            )
+            for i, s in enumerate(self.shapes)
+        )
         if elsewhere or any(e.off_loop for e in self.trial.events):
             return
         # Nor runs whose nodes share a Limiter with other runs: a node waiting for a slot that
         # another run holds shows no event meanwhile (its wait is invisible here).
-        scenario = self.scenario
         shared_limiter = any(
             s.limiter is not None for g in scenario.graphs for s in scenario.graph(g)
         )
