@@ -189,17 +189,7 @@ class Reporter:
         if self.times is not None and i not in self.times:
             self.times[i] = _Times(now)
         if self.observers:
-            spec = self.specs[i]
-            self.emit(
-                NodeStarted(
-                    dag=self.dag,
-                    run_id=self.run_id,
-                    node=spec.name,
-                    time=now,
-                    attempt=attempt,
-                    tags=spec.tags,
-                )
-            )
+            self._node_event(NodeStarted, i, now, attempt)
 
     def _close(self, i: int, outcome: str, now: float) -> float | None:
         """End node i's open attempt; its duration, None if none was open."""
